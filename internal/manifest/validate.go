@@ -1,0 +1,204 @@
+package manifest
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/go-playground/validator/v10"
+
+	"github.com/nodeimage/reconcile/internal/platform"
+)
+
+// NamePattern is what tool and package names may look like: nothing a path,
+// glob or regular expression would read specially.
+var NamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9.+-]*$`)
+
+var mapKey = regexp.MustCompile(`\[([^\]]*[^\]0-9][^\]]*)\]`)
+
+// newValidator is built per call: validator caches per instance, and a
+// package-level one would be global state for a few microseconds saved.
+func newValidator() *validator.Validate {
+	v := validator.New(validator.WithRequiredStructEnabled())
+	v.RegisterTagNameFunc(func(f reflect.StructField) string {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		return name
+	})
+	must := func(err error) {
+		if err != nil {
+			panic(err)
+		}
+	}
+	must(v.RegisterValidation("toolname", func(fl validator.FieldLevel) bool {
+		return NamePattern.MatchString(fl.Field().String())
+	}))
+	must(v.RegisterValidation("distro", func(fl validator.FieldLevel) bool {
+		_, err := platform.ParseDistro(fl.Field().String())
+		return err == nil
+	}))
+	must(v.RegisterValidation("diskpath", func(fl validator.FieldLevel) bool {
+		return diskPathProblem(fl.Field().String()) == ""
+	}))
+	must(v.RegisterValidation("pkgpath", func(fl validator.FieldLevel) bool {
+		return pkgPathProblem(fl.Field().String()) == ""
+	}))
+	return v
+}
+
+func diskPathProblem(p string) string {
+	switch {
+	case !path.IsAbs(p):
+		return "must be an absolute path"
+	case path.Clean(p) != p:
+		return fmt.Sprintf("must be clean (%s)", path.Clean(p))
+	case p == "/":
+		return "must not be /"
+	case strings.ContainsAny(p, "*?[]\\\n"):
+		return "must not hold glob characters, backslashes or newlines"
+	}
+	return ""
+}
+
+func pkgPathProblem(p string) string {
+	p = strings.TrimPrefix(p, "./")
+	switch {
+	case path.IsAbs(p):
+		return "must be relative to the package root (usr/bin/kubelet)"
+	case path.Clean(p) != p || p == "." || strings.HasPrefix(p, "../") || p == "..":
+		return "must be a clean path inside the package, without .."
+	case strings.ContainsAny(p, "*?[]\\\n"):
+		return "must not hold glob characters, backslashes or newlines"
+	}
+	return ""
+}
+
+// validate runs the struct-tag rules, then the rules that span fields and
+// entries. Every problem is returned.
+func (m *Manifest) validate() []Problem {
+	var problems []Problem
+	add := func(p string, format string, args ...any) {
+		i := componentIndex(p)
+		entry := ""
+		if i >= 0 && i < len(m.Components) {
+			c := m.Components[i]
+			entry = describe(c.Tool, c.Distro, c.PackageVersion)
+		}
+		problems = append(problems, Problem{Path: p, Entry: entry, Msg: fmt.Sprintf(format, args...)})
+	}
+
+	var verrs validator.ValidationErrors
+	if err := newValidator().Struct(m); errors.As(err, &verrs) {
+		for _, fe := range verrs {
+			_, p, _ := strings.Cut(fe.Namespace(), ".")
+			// validator writes map keys as tools[kubelet]; the manifest's
+			// own path syntax is tools.kubelet.
+			p = mapKey.ReplaceAllString(p, ".$1")
+			add(p, "%s", tagMessage(fe))
+		}
+	} else if err != nil {
+		add("", "%v", err)
+	}
+
+	// Rules that need parsing or more than one field.
+	type key struct{ tool, distro, arch, version string }
+	type servesKey struct{ tool, distro, arch, k8s string }
+	baked := map[key]int{}
+	served := map[servesKey]int{}
+	sets := map[string]map[string][]string{} // distro/arch → tool → k8s versions
+	for i, c := range m.Components {
+		if _, err := platform.ParseDistro(c.Distro); err != nil {
+			continue // reported above by the distro tag
+		}
+		for _, a := range c.arches() {
+			e, err := m.entry(i, platform.Arch(a))
+			if err != nil {
+				var fe *fieldError
+				if errors.As(err, &fe) {
+					add(fmt.Sprintf("components[%d].%s", i, fe.field), "%v", fe.err)
+				} else {
+					add(fmt.Sprintf("components[%d]", i), "%v", err)
+				}
+				break
+			}
+			k := key{c.Tool, c.Distro, a, e.Version.Upstream}
+			if j, dup := baked[k]; dup {
+				add(fmt.Sprintf("components[%d]", i), "same tool, distro, arch (%s) and version as components[%d]: both would bake %s", a, j, e.Versioned)
+			} else {
+				baked[k] = i
+			}
+			sk := servesKey{c.Tool, c.Distro, a, e.K8s}
+			if j, dup := served[sk]; dup && j != i {
+				add(fmt.Sprintf("components[%d].k8sVersion", i), "%s is served by components[%d] too for %s %s: boot could not choose", e.K8s, j, c.Distro, a)
+			} else {
+				served[sk] = i
+			}
+			da := c.Distro + " " + a
+			if sets[da] == nil {
+				sets[da] = map[string][]string{}
+			}
+			sets[da][c.Tool] = append(sets[da][c.Tool], e.K8s)
+		}
+	}
+	// A node needs kubelet and kubectl of the same cluster version: an image
+	// with kubelet 1.35 and no kubectl 1.35 is broken.
+	for _, da := range sortedKeys(sets) {
+		kubelet, kubectl := sets[da]["kubelet"], sets[da]["kubectl"]
+		if kubelet == nil && kubectl == nil {
+			continue
+		}
+		slices.Sort(kubelet)
+		slices.Sort(kubectl)
+		if !slices.Equal(kubelet, kubectl) {
+			add("components", "%s: kubelet serves [%s] but kubectl serves [%s]: both must serve the same cluster versions",
+				da, strings.Join(kubelet, " "), strings.Join(kubectl, " "))
+		}
+	}
+	for _, name := range sortedKeys(m.Tools) {
+		if !slices.ContainsFunc(m.Components, func(c Component) bool { return c.Tool == name }) {
+			add("tools."+name, "no component uses tool %q: a misspelt name?", name)
+		}
+	}
+	return problems
+}
+
+func tagMessage(fe validator.FieldError) string {
+	val := fmt.Sprintf("%v", fe.Value())
+	switch fe.Tag() {
+	case "required":
+		return "missing: this field is required"
+	case "min":
+		if fe.Kind().String() == "slice" {
+			return fmt.Sprintf("needs at least %s item(s)", fe.Param())
+		}
+		return fmt.Sprintf("%s is below the minimum %s", val, fe.Param())
+	case "max":
+		return fmt.Sprintf("%s is above the maximum %s", val, fe.Param())
+	case "toolname":
+		return fmt.Sprintf("%q is not a valid name: expected %s (lower-case letters, digits, . + -)", val, NamePattern)
+	case "distro":
+		_, err := platform.ParseDistro(val)
+		return err.Error()
+	case "diskpath":
+		return fmt.Sprintf("%q %s", val, diskPathProblem(val))
+	case "pkgpath":
+		return fmt.Sprintf("%q %s", val, pkgPathProblem(val))
+	case "oneof":
+		return fmt.Sprintf("%q is not one of: %s", val, fe.Param())
+	case "unique":
+		return "lists an item more than once"
+	}
+	return fmt.Sprintf("%q fails rule %s", val, fe.Tag())
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
