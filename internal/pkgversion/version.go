@@ -135,6 +135,14 @@ func Compare(a, b Version) int {
 	if c := cmp(a.Upstream, b.Upstream); c != 0 {
 		return c
 	}
+	if a.Format == platform.RPM && (a.Revision == "") != (b.Revision == "") {
+		// rpm: a release, even one of separators only ("1.0-."), is newer
+		// than none.
+		if a.Revision == "" {
+			return -1
+		}
+		return 1
+	}
 	return cmp(a.Revision, b.Revision)
 }
 

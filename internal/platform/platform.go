@@ -92,8 +92,13 @@ func ReadOSRelease(r io.Reader) (Distro, error) {
 	if vals["ID"] == "" || vals["VERSION_ID"] == "" {
 		return Distro{}, fmt.Errorf("os-release has no ID or VERSION_ID")
 	}
-	return ParseDistro(strings.ToLower(vals["ID"]) + "-" + vals["VERSION_ID"])
+	// An unknown ID is not an error here: such a host is one the manifest
+	// has nothing for, which callers report as such.
+	return Distro{ID: strings.ToLower(vals["ID"]), VersionID: vals["VERSION_ID"]}, nil
 }
+
+// Known reports whether the distro's ID is in a family reconcile knows.
+func (d Distro) Known() bool { _, ok := families[d.ID]; return ok }
 
 // Arch is a CPU architecture in Go's spelling: "amd64" or "arm64".
 type Arch string

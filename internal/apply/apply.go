@@ -1,0 +1,291 @@
+// Package apply carries out a plan under a root: a loop over its actions.
+// It decides nothing the plan did not say.
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nodeimage/reconcile/internal/pkgfile"
+	"github.com/nodeimage/reconcile/internal/pkgmgr"
+	"github.com/nodeimage/reconcile/internal/pkgversion"
+	"github.com/nodeimage/reconcile/internal/plan"
+	"github.com/nodeimage/reconcile/internal/platform"
+	"github.com/nodeimage/reconcile/internal/rootfs"
+	"github.com/nodeimage/reconcile/internal/state"
+)
+
+// Options are the means apply works with; none of them changes what it does.
+type Options struct {
+	Root     *os.Root
+	Manager  pkgmgr.Manager // for Fetch; nil makes Fetch fail with a clear error
+	Logger   *slog.Logger
+	Parallel int // concurrent bake extractions; <1 means 1
+	Limits   pkgfile.Limits
+	HostArch platform.Arch
+	Format   platform.Format // the distro's package format, for Fetch
+	// Progress, when set, is told how many bytes each extraction wrote.
+	Progress func(a plan.Action, written int64)
+	// AfterAction, when set, runs after each action: the crash tests stop
+	// the process there.
+	AfterAction func(a plan.Action)
+}
+
+// ActionError is an action that failed; ExitCode is its tool's.
+type ActionError struct {
+	Action plan.Action
+	Err    error
+}
+
+func (e *ActionError) Error() string {
+	return fmt.Sprintf("%s: %v", strings.TrimLeft(e.Action.String(), "+>- "), e.Err)
+}
+func (e *ActionError) Unwrap() error { return e.Err }
+
+// Apply runs the plan's actions in order; consecutive bake extractions run
+// in parallel. It stops at the first failure of an ordered action and
+// returns what was done so far with an *ActionError (joined, for parallel
+// extractions).
+func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) {
+	if err := p.Err(); err != nil {
+		return nil, err
+	}
+	if o.Parallel < 1 {
+		o.Parallel = 1
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	rec, err := state.LoadRecord(o.Root.FS())
+	if err != nil {
+		return nil, err
+	}
+	r := &run{o: o, rec: rec}
+	var results []result
+	for i := 0; i < len(p.Actions); {
+		j := i + 1
+		if p.Actions[i].Versioned {
+			for j < len(p.Actions) && p.Actions[j].Versioned {
+				j++
+			}
+		}
+		batch := r.batch(ctx, p.Actions[i:j])
+		results = append(results, batch...)
+		var errs []error
+		for _, res := range batch {
+			if res.err != nil {
+				errs = append(errs, res.err)
+			}
+		}
+		if len(errs) > 0 {
+			return plainResults(results), errors.Join(errs...)
+		}
+		i = j
+	}
+	return plainResults(results), nil
+}
+
+type result struct {
+	plan.Result
+	err error
+}
+
+func plainResults(rs []result) []plan.Result {
+	out := make([]plan.Result, len(rs))
+	for i, r := range rs {
+		out[i] = r.Result
+	}
+	return out
+}
+
+type run struct {
+	o   Options
+	mu  sync.Mutex // guards rec and its file
+	rec state.Record
+}
+
+func (r *run) batch(ctx context.Context, actions []plan.Action) []result {
+	out := make([]result, len(actions))
+	sem := make(chan struct{}, r.o.Parallel)
+	var wg sync.WaitGroup
+	for i, a := range actions {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i] = r.one(ctx, a)
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+func (r *run) one(ctx context.Context, a plan.Action) result {
+	start := time.Now()
+	res := result{Result: plan.Result{Action: a}}
+	if err := ctx.Err(); err != nil {
+		res.err = &ActionError{Action: a, Err: err}
+	} else {
+		res.err = r.do(ctx, a, &res.Result)
+	}
+	if r.o.AfterAction != nil {
+		r.o.AfterAction(a)
+	}
+	res.Duration = time.Since(start)
+	res.Millis = float64(res.Duration.Microseconds()) / 1000
+	log := r.o.Logger.With("op", a.Op, "path", a.Path, "duration", res.Duration)
+	if res.err != nil {
+		res.err = &ActionError{Action: a, Err: res.err}
+		res.Error = res.err.Error()
+		log.Error("action failed", "err", res.err)
+	} else {
+		log.Info("action done")
+	}
+	return res
+}
+
+func (r *run) do(ctx context.Context, a plan.Action, res *plan.Result) error {
+	switch a.Op {
+	case plan.Extract:
+		return r.extract(ctx, a, a.PackageFile, res)
+	case plan.Fetch:
+		if r.o.Manager == nil {
+			return errors.New("no package manager on this host to fetch with")
+		}
+		if err := r.o.Root.MkdirAll(rootfs.Rel(a.CacheDir), 0o755); err != nil {
+			return fmt.Errorf("creating %s: %w", a.CacheDir, err)
+		}
+		want, err := pkgversion.Parse(r.o.Format, a.PackageVersion)
+		if err != nil {
+			return err
+		}
+		arch, err := platform.ParseArch(a.Arch)
+		if err != nil {
+			return err
+		}
+		file, err := pkgmgr.Fetch(ctx, r.o.Manager, a.Package, want, arch, r.host(a.CacheDir))
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(r.o.Root.Name(), file)
+		if err != nil || !filepath.IsLocal(rel) {
+			return fmt.Errorf("%s fetched %s, outside %s", r.o.Manager.Name(), file, a.CacheDir)
+		}
+		return r.extract(ctx, a, "/"+filepath.ToSlash(rel), res)
+	case plan.Install:
+		return r.install(a)
+	case plan.Remove:
+		if err := r.o.Root.Remove(rootfs.Rel(a.Path)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return r.forget(a.Path)
+	case plan.RemoveCache:
+		if err := r.o.Root.RemoveAll(rootfs.Rel(a.Path)); err != nil {
+			return err
+		}
+		return rootfs.SyncDir(r.o.Root, rootfs.Rel(path.Dir(a.Path)))
+	}
+	return fmt.Errorf("unknown action %q", a.Op)
+}
+
+// host is the path on this host of a path under the root.
+func (r *run) host(p string) string {
+	return filepath.Join(r.o.Root.Name(), filepath.FromSlash(rootfs.Rel(p)))
+}
+
+func (r *run) extract(ctx context.Context, a plan.Action, pkgPath string, res *plan.Result) error {
+	pkg, err := pkgfile.OpenLimits(r.host(pkgPath), r.o.Limits)
+	if err != nil {
+		return err
+	}
+	// The plan chose this file by its metadata; check again in case the
+	// cache changed since.
+	if pkg.Name != a.Package || pkg.Version.String() != a.PackageVersion || !pkg.Arch.Runs(platform.Arch(a.Arch)) {
+		return fmt.Errorf("%s holds %s=%s (%s), not %s=%s (%s): the cache changed since planning",
+			pkgPath, pkg.Name, pkg.Version, pkg.Arch, a.Package, a.PackageVersion, a.Arch)
+	}
+	entry, written, err := pkg.ExtractTo(r.o.Root, rootfs.Rel(a.Path), a.Candidates)
+	if err != nil {
+		return err
+	}
+	if r.o.Progress != nil {
+		r.o.Progress(a, written.Size)
+	}
+	res.Size, res.SHA256 = written.Size, written.SHA256
+	fi, err := r.o.Root.Lstat(rootfs.Rel(a.Path))
+	if err != nil {
+		return err
+	}
+	b := state.Binary{
+		Tool: a.Tool, PackageVersion: a.PackageVersion, Arch: a.Arch,
+		Size: written.Size, SHA256: written.SHA256, ModTime: fi.ModTime(),
+		Source:  state.Source{File: pkgPath, Name: pkg.Name, Version: pkg.Version.String(), Arch: pkg.RawArch, Entry: entry.Name, Digest: entry.Digest},
+		Depends: pkg.Depends,
+	}
+	if a.Versioned && platform.Arch(a.Arch) == r.o.HostArch && len(a.VersionArgs) > 0 {
+		b.Reported, res.Warnings = r.reportedVersion(ctx, a)
+	}
+	return r.remember(a.Path, b)
+}
+
+// reportedVersion runs the binary to ask its version, and warns when the
+// answer does not hold the manifest's version: a package that carries a
+// binary of another version is a broken image, but not this tool's call.
+func (r *run) reportedVersion(ctx context.Context, a plan.Action) (string, []string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, r.host(a.Path), a.VersionArgs...).Output()
+	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	if err != nil {
+		return first, []string{fmt.Sprintf("%s %s failed: %v", a.Path, strings.Join(a.VersionArgs, " "), err)}
+	}
+	upstream, _, _ := strings.Cut(a.PackageVersion[strings.IndexByte(a.PackageVersion, ':')+1:], "-")
+	if !strings.Contains(string(out), upstream) {
+		return first, []string{fmt.Sprintf("%s reports %q, which does not contain the manifest's version %s", a.Path, first, upstream)}
+	}
+	return first, nil
+}
+
+func (r *run) install(a plan.Action) error {
+	if err := rootfs.SetOwnerMode(r.o.Root, rootfs.Rel(a.From), 0o755); err != nil {
+		return err
+	}
+	if err := r.o.Root.MkdirAll(rootfs.Rel(path.Dir(a.Path)), 0o755); err != nil {
+		return err
+	}
+	if err := rootfs.Rename(r.o.Root, rootfs.Rel(a.From), rootfs.Rel(a.Path)); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if b, ok := r.rec.Files[a.From]; ok {
+		r.rec.Files[a.Path] = b
+		delete(r.rec.Files, a.From)
+	}
+	return state.SaveRecord(r.o.Root, r.rec)
+}
+
+func (r *run) remember(p string, b state.Binary) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rec.Files[p] = b
+	return state.SaveRecord(r.o.Root, r.rec)
+}
+
+func (r *run) forget(p string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.rec.Files[p]; !ok {
+		return nil
+	}
+	delete(r.rec.Files, p)
+	return state.SaveRecord(r.o.Root, r.rec)
+}

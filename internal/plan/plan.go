@@ -1,0 +1,307 @@
+package plan
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/Masterminds/semver/v3"
+
+	"github.com/nodeimage/reconcile/internal/manifest"
+	"github.com/nodeimage/reconcile/internal/pkgversion"
+	"github.com/nodeimage/reconcile/internal/platform"
+	"github.com/nodeimage/reconcile/internal/state"
+)
+
+// Mode is what the run is for.
+type Mode string
+
+const (
+	Bake   Mode = "bake"
+	Boot   Mode = "boot"
+	Verify Mode = "verify"
+)
+
+// FormatVersion is the version of the plan's JSON form.
+const FormatVersion = "1"
+
+// Request is everything besides the manifest and the disk that decides the plan.
+type Request struct {
+	Mode           Mode
+	Distro         platform.Distro
+	Arch           platform.Arch
+	K8sVersion     *semver.Version // boot
+	EnforcePackage bool            // boot: skip the versioned binaries
+	KeepCache      bool            // boot: keep the package cache
+	VerifyDigest   bool            // compare full sha256 digests, not just size and mtime
+	Manager        string          // the package manager's name, for Fetch actions
+}
+
+// Plan is the list of actions that brings the disk to the manifest.
+type Plan struct {
+	FormatVersion string   `json:"format_version"`
+	Mode          Mode     `json:"mode"`
+	Distro        string   `json:"distro"`
+	Arch          string   `json:"arch"`
+	K8sVersion    string   `json:"k8s_version,omitempty"`
+	Actions       []Action `json:"actions"`
+	// Notes say what was looked at and not used (a cached package of
+	// another version, a tampered binary): for people reading the plan.
+	Notes []string `json:"notes,omitempty"`
+	// Problems are entries the plan cannot satisfy; apply refuses a plan
+	// that has any.
+	Problems []Problem `json:"problems,omitempty"`
+	// Applicable is false when the manifest has nothing for this distro and
+	// arch.
+	Applicable bool `json:"applicable"`
+}
+
+// Problem is an entry the disk cannot satisfy.
+type Problem struct {
+	Tool     string `json:"tool"`
+	Entry    int    `json:"entry"`
+	ExitCode int    `json:"exit_code"`
+	Message  string `json:"message"`
+}
+
+// Error is a plan with problems, as an error.
+type Error struct{ Problems []Problem }
+
+func (e *Error) Error() string {
+	msgs := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		msgs[i] = p.Message
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// ExitCode is the first problem's code: boot reports the first tool that
+// failed, with the code node provisioning knows for it.
+func (e *Error) ExitCode() int { return e.Problems[0].ExitCode }
+
+// Err returns the plan's problems as an *Error, or nil.
+func (p *Plan) Err() error {
+	if len(p.Problems) == 0 {
+		return nil
+	}
+	return &Error{Problems: p.Problems}
+}
+
+// Query is what Compute needs observed.
+func Query(m *manifest.Manifest, req Request) state.Query {
+	q := state.Query{Hash: req.VerifyDigest, BinDirs: []string{manifest.BinDir}}
+	for _, e := range m.Entries(req.Distro, req.Arch) {
+		if !slices.Contains(q.Tools, e.Tool) {
+			q.Tools = append(q.Tools, e.Tool)
+		}
+		q.Paths = append(q.Paths, e.Versioned, e.Target)
+		if !slices.Contains(q.CacheDirs, e.CacheDir) {
+			q.CacheDirs = append(q.CacheDirs, e.CacheDir)
+		}
+	}
+	return q
+}
+
+// Compute diffs the manifest against the observed state.
+func Compute(m *manifest.Manifest, st *state.State, req Request) (*Plan, error) {
+	p := &Plan{FormatVersion: FormatVersion, Mode: req.Mode, Distro: req.Distro.String(), Arch: string(req.Arch), Actions: []Action{}}
+	entries := m.Entries(req.Distro, req.Arch)
+	p.Applicable = len(entries) > 0
+	if req.Mode != Verify {
+		for _, t := range st.Temps {
+			p.Actions = append(p.Actions, Action{Op: Remove, Entry: -1, Path: t, Reason: "temp file left by an interrupted run"})
+		}
+	}
+	switch req.Mode {
+	case Bake:
+		for _, e := range entries {
+			p.bake(e, st, req)
+		}
+	case Boot:
+		if req.K8sVersion == nil {
+			return nil, fmt.Errorf("boot needs the cluster version: --k8s-version or KUBERNETES_VERSION")
+		}
+		p.K8sVersion = req.K8sVersion.String()
+		if p.Applicable {
+			p.boot(entries, st, req)
+		}
+	case Verify:
+		// Verify changes nothing; its checks are in package verify.
+	default:
+		return nil, fmt.Errorf("unknown mode %q", req.Mode)
+	}
+	return p, nil
+}
+
+func (p *Plan) bake(e manifest.Entry, st *state.State, req Request) {
+	if ok, why := intact(e, e.Versioned, st, req); ok {
+		return
+	} else if why != "" {
+		p.Notes = append(p.Notes, why)
+	}
+	pkg, ok := p.cached(e, st)
+	if !ok {
+		p.Problems = append(p.Problems, Problem{Tool: e.Tool, Entry: e.Index, ExitCode: 1,
+			Message: fmt.Sprintf("%s: no package %s=%s (%s) in %s", e.ID(), e.Package, e.Version, e.Arch, e.CacheDir)})
+		pkg = state.Package{File: e.CacheDir + "/(missing)"}
+	}
+	a := base(e)
+	a.Op, a.PackageFile, a.Candidates, a.Path, a.Versioned, a.VersionArgs = Extract, pkg.File, e.BinaryPaths, e.Versioned, true, e.VersionArgs
+	a.Reason = "versioned binary missing or not the recorded one"
+	p.Actions = append(p.Actions, a)
+}
+
+// boot follows the decision order of DESIGN.md for each tool, then removes
+// the other versions and the caches once every tool is in place.
+func (p *Plan) boot(entries []manifest.Entry, st *state.State, req Request) {
+	var cleanup []Action
+	for _, tool := range tools(entries) {
+		e, ok := resolve(entries, tool, req.K8sVersion)
+		if !ok {
+			ex := entries[slices.IndexFunc(entries, func(e manifest.Entry) bool { return e.Tool == tool })]
+			p.Problems = append(p.Problems, Problem{Tool: tool, Entry: -1, ExitCode: ex.ExitCode,
+				Message: fmt.Sprintf("no %s entry for %s %s serves Kubernetes %s; the manifest's entries serve %s",
+					tool, req.Distro, req.Arch, req.K8sVersion, strings.Join(served(entries, tool), ", "))})
+			continue
+		}
+		p.bootTool(e, st, req)
+		for _, v := range st.Versioned[tool] {
+			if !p.installs(v) {
+				a := base(e)
+				a.Op, a.Path, a.Reason = Remove, v, "boot keeps only the target"
+				cleanup = append(cleanup, a)
+			}
+		}
+		// A missing cache dir is observed as nil; a shared one is removed once.
+		if st.Cache[e.CacheDir] != nil && !req.KeepCache &&
+			!slices.ContainsFunc(cleanup, func(a Action) bool { return a.Op == RemoveCache && a.Path == e.CacheDir }) {
+			a := base(e)
+			a.Op, a.Path, a.Reason = RemoveCache, e.CacheDir, "the node no longer needs the package cache"
+			cleanup = append(cleanup, a)
+		}
+	}
+	p.Actions = append(p.Actions, cleanup...)
+}
+
+func (p *Plan) installs(versioned string) bool {
+	return slices.ContainsFunc(p.Actions, func(a Action) bool { return a.Op == Install && a.From == versioned })
+}
+
+func (p *Plan) bootTool(e manifest.Entry, st *state.State, req Request) {
+	if ok, _ := intact(e, e.Target, st, req); ok {
+		return // converged: a second boot plans nothing
+	}
+	a := base(e)
+	a.Path = e.Target
+	if !req.EnforcePackage {
+		if ok, why := intact(e, e.Versioned, st, req); ok {
+			a.Op, a.From, a.Reason = Install, e.Versioned, "versioned binary matches the bake record"
+			p.Actions = append(p.Actions, a)
+			return
+		} else if why != "" {
+			p.Notes = append(p.Notes, why)
+		}
+	}
+	a.Candidates = e.BinaryPaths
+	if pkg, ok := p.cached(e, st); ok {
+		a.Op, a.PackageFile, a.Reason = Extract, pkg.File, "cached package"
+		if req.EnforcePackage {
+			a.Reason = "package install enforced: cached package"
+		}
+		p.Actions = append(p.Actions, a)
+		return
+	}
+	a.Op, a.CacheDir, a.Manager = Fetch, e.CacheDir, req.Manager
+	a.Reason = fmt.Sprintf("neither %s nor a cached package in %s", e.Versioned, e.CacheDir)
+	p.Actions = append(p.Actions, a)
+}
+
+// intact reports whether path holds the binary e names, by the state
+// record's cheap identity (or the digest with VerifyDigest). When the file
+// exists but is not it, why says so.
+func intact(e manifest.Entry, path string, st *state.State, req Request) (ok bool, why string) {
+	f, exists := st.Files[path]
+	if !exists {
+		return false, ""
+	}
+	rec, recorded := st.Record.Files[path]
+	switch {
+	case !recorded:
+		return false, fmt.Sprintf("%s exists but is not in the state record: not trusted", path)
+	case rec.PackageVersion != e.Version.String() || rec.Arch != string(e.Arch):
+		return false, fmt.Sprintf("%s is %s (%s), not %s (%s)", path, rec.PackageVersion, rec.Arch, e.Version, e.Arch)
+	case !rec.Matches(f):
+		return false, fmt.Sprintf("%s does not match the state record (size %d, mtime %s; recorded %d, %s): treated as missing",
+			path, f.Size, f.ModTime.UTC().Format("2006-01-02T15:04:05.000000000Z"), rec.Size, rec.ModTime.UTC().Format("2006-01-02T15:04:05.000000000Z"))
+	case req.VerifyDigest && f.SHA256 != rec.SHA256:
+		return false, fmt.Sprintf("%s has sha256 %s, the record says %s: treated as missing", path, f.SHA256, rec.SHA256)
+	}
+	return true, ""
+}
+
+// cached finds the package for e in its cache dir by the package's own
+// metadata; the others are noted with why they were not used.
+func (p *Plan) cached(e manifest.Entry, st *state.State) (state.Package, bool) {
+	var found *state.Package
+	for _, pkg := range st.Cache[e.CacheDir] {
+		switch {
+		case pkg.Err != nil:
+			p.Notes = append(p.Notes, fmt.Sprintf("ignored %s: %v", pkg.File, pkg.Err))
+		case pkg.Name != e.Package:
+			// Another tool's package in a shared cache: not worth a note.
+		case !pkgversion.Equal(pkg.Version, e.Version) || !pkg.Arch.Runs(e.Arch):
+			p.Notes = append(p.Notes, fmt.Sprintf("ignored %s for %s: it holds %s=%s (%s)", pkg.File, e.ID(), pkg.Name, pkg.Version, pkg.Arch))
+		case found == nil:
+			found = &pkg
+		}
+	}
+	if found == nil {
+		return state.Package{}, false
+	}
+	return *found, true
+}
+
+// resolve picks the tool's entry serving v; one naming v exactly wins over
+// a minor line.
+func resolve(entries []manifest.Entry, tool string, v *semver.Version) (manifest.Entry, bool) {
+	var line *manifest.Entry
+	for _, e := range entries {
+		if e.Tool != tool || !e.Serves(v) {
+			continue
+		}
+		if e.Exact() {
+			return e, true
+		}
+		if line == nil {
+			line = &e
+		}
+	}
+	if line == nil {
+		return manifest.Entry{}, false
+	}
+	return *line, true
+}
+
+func tools(entries []manifest.Entry) []string {
+	var out []string
+	for _, e := range entries {
+		if !slices.Contains(out, e.Tool) {
+			out = append(out, e.Tool)
+		}
+	}
+	return out
+}
+
+func served(entries []manifest.Entry, tool string) []string {
+	var out []string
+	for _, e := range entries {
+		if e.Tool == tool {
+			out = append(out, e.K8s)
+		}
+	}
+	return out
+}
+
+func base(e manifest.Entry) Action {
+	return Action{Tool: e.Tool, Entry: e.Index, Package: e.Package, PackageVersion: e.Version.String(), Arch: string(e.Arch), ExitCode: e.ExitCode}
+}

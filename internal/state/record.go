@@ -1,0 +1,99 @@
+// Package state observes what is on disk under --root: versioned binaries,
+// boot targets, cached packages and the record of what bake produced.
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/nodeimage/reconcile/internal/rootfs"
+)
+
+// RecordPath is the state record, relative to the root.
+const RecordPath = "var/lib/reconcile/state.json"
+
+// RecordFormat is the record's schema version; a record of another format is
+// treated as absent (everything is re-checked) rather than misread.
+const RecordFormat = 1
+
+// Record is what bake produced and boot installed, keyed by absolute path
+// ("/opt/bin/kubelet-1.34.10", "/opt/bin/kubelet").
+type Record struct {
+	Format int               `json:"format"`
+	Files  map[string]Binary `json:"files"`
+}
+
+// Binary is one file reconcile wrote.
+type Binary struct {
+	Tool           string `json:"tool"`
+	PackageVersion string `json:"package_version"`
+	Arch           string `json:"arch"`
+	Size           int64  `json:"size"`
+	SHA256         string `json:"sha256"`
+	// ModTime is the file's identity for the cheap check at boot, with Size:
+	// a rename keeps it, a rewrite changes it, and reading it needs no I/O on
+	// the file's data (the first read of a 100 MB binary on a lazily loaded
+	// cloud disk costs seconds).
+	ModTime  time.Time `json:"mtime"`
+	Source   Source    `json:"source"`
+	Reported string    `json:"reported_version,omitempty"` // first line of its --version output
+	Depends  []string  `json:"depends,omitempty"`
+}
+
+// Source is the package a binary came out of.
+type Source struct {
+	File    string `json:"file"` // path of the package, or "fetched with apt-get"
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Arch    string `json:"arch"`
+	Entry   string `json:"entry"`  // path inside the package
+	Digest  string `json:"digest"` // the digest the package declares for that entry, if any
+}
+
+// Matches reports whether a file on disk is the one recorded, by the cheap
+// identity (size and modification time).
+func (b Binary) Matches(f File) bool {
+	return f.Regular && f.Size == b.Size && f.ModTime.Equal(b.ModTime)
+}
+
+// LoadRecord reads the record; a missing one is an empty record.
+func LoadRecord(fsys fs.FS) (Record, error) {
+	rec := Record{Format: RecordFormat, Files: map[string]Binary{}}
+	f, err := fsys.Open(RecordPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return rec, nil
+	}
+	if err != nil {
+		return rec, fmt.Errorf("reading state record: %w", err)
+	}
+	defer f.Close()
+	var got Record
+	if err := json.NewDecoder(io.LimitReader(f, 16<<20)).Decode(&got); err != nil {
+		return rec, fmt.Errorf("state record /%s is corrupt (%v): remove it and bake again", RecordPath, err)
+	}
+	if got.Format != RecordFormat || got.Files == nil {
+		return rec, nil
+	}
+	return got, nil
+}
+
+// SaveRecord writes the record atomically.
+func SaveRecord(root *os.Root, rec Record) error {
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = rootfs.WriteAtomic(root, RecordPath, 0o644, func(w io.Writer) error {
+		_, err := w.Write(append(data, '\n'))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("writing state record: %w", err)
+	}
+	return nil
+}
