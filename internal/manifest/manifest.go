@@ -325,3 +325,46 @@ func lineOrder(line int) int {
 	}
 	return line
 }
+
+// Resolve picks the tool's entry serving v; one naming v exactly wins over
+// a minor line.
+func Resolve(entries []Entry, tool string, v *semver.Version) (Entry, bool) {
+	var line *Entry
+	for _, e := range entries {
+		if e.Tool != tool || !e.Serves(v) {
+			continue
+		}
+		if e.Exact() {
+			return e, true
+		}
+		if line == nil {
+			line = &e
+		}
+	}
+	if line == nil {
+		return Entry{}, false
+	}
+	return *line, true
+}
+
+// Tools lists the tools of entries in manifest order.
+func Tools(entries []Entry) []string {
+	var out []string
+	for _, e := range entries {
+		if !slices.Contains(out, e.Tool) {
+			out = append(out, e.Tool)
+		}
+	}
+	return out
+}
+
+// Served lists what the tool's entries serve, as written.
+func Served(entries []Entry, tool string) []string {
+	var out []string
+	for _, e := range entries {
+		if e.Tool == tool {
+			out = append(out, e.K8s)
+		}
+	}
+	return out
+}

@@ -361,7 +361,11 @@ func (p *Package) openRPM(f *os.File, size int64) error {
 		r.payloadAlgo, r.payloadDigest = a.h, strings.ToLower(d[0])
 	}
 	if err := r.readFiles(hdr); err != nil {
-		return p.errf(ErrCorrupt, "header", err, "file list")
+		kind := ErrCorrupt
+		if errors.Is(err, errEscapes) {
+			kind = ErrUnsafe
+		}
+		return p.errf(kind, "header", err, "file list")
 	}
 	p.rpm = r
 	return nil
@@ -423,6 +427,8 @@ func senseOp(f uint64) string {
 	return "?"
 }
 
+var errEscapes = errors.New("escapes the package root")
+
 func (r *rpmInfo) readFiles(hdr *rpmHeader) error {
 	var names []string
 	if base := hdr.strs(tagBasenames); base != nil {
@@ -474,7 +480,7 @@ func (r *rpmInfo) readFiles(hdr *rpmHeader) error {
 	for i, name := range names {
 		clean, ok := cleanName(name)
 		if !ok {
-			return fmt.Errorf("file name %q escapes the package root", name)
+			return fmt.Errorf("file name %q: %w", name, errEscapes)
 		}
 		fl := rpmFile{name: name, clean: clean, size: int64(sizes[i]), mode: uint32(modes[i])}
 		if sizes[i] > 1<<62 {

@@ -7,7 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -411,13 +413,19 @@ func TestCompareAgainstRpm(t *testing.T) {
 		t.Skip("rpm not installed")
 	}
 	pairs := genPairs(rpm, *toolSeed+1, *toolPairs)
-	var lua strings.Builder
-	lua.WriteString("%{lua: local p = {\n")
+	var in bytes.Buffer
 	for _, p := range pairs {
-		fmt.Fprintf(&lua, "{%q, %q},\n", p[0], p[1])
+		fmt.Fprintf(&in, "%s %s\n", p[0], p[1])
 	}
-	lua.WriteString("}\nfor _, v in ipairs(p) do print(rpm.vercmp(v[1], v[2]) .. \"\\n\") end }")
-	got, err := runLines(exec.Command("rpm", "--eval", lua.String()), nil, len(pairs))
+	file := filepath.Join(t.TempDir(), "pairs")
+	if err := os.WriteFile(file, in.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lua := `%{lua: for line in io.lines(rpm.expand("%{pairs}")) do
+	local a, b = line:match("^(%S+) (%S+)$")
+	print(rpm.vercmp(a, b) .. "\n")
+end}`
+	got, err := runLines(exec.Command("rpm", "--define", "pairs "+file, "--eval", lua), nil, len(pairs))
 	if err != nil {
 		t.Fatal(err)
 	}

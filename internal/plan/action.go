@@ -34,11 +34,11 @@ type Action struct {
 	Package        string   `json:"package,omitempty"`
 	PackageVersion string   `json:"package_version,omitempty"`
 	Arch           string   `json:"arch,omitempty"`
-	PackageFile    string   `json:"package_file,omitempty"` // Extract: the cached package
+	PackageFile    string   `json:"package_file,omitempty"` // Extract: the cached package; "" in a plan with a problem
 	Candidates     []string `json:"candidates,omitempty"`   // Extract, Fetch: paths inside the package, first found wins
 	From           string   `json:"from,omitempty"`         // Install
 	Path           string   `json:"path"`
-	CacheDir       string   `json:"cache_dir,omitempty"` // Fetch
+	CacheDir       string   `json:"cache_dir,omitempty"` // Fetch, Extract
 	Manager        string   `json:"manager,omitempty"`   // Fetch
 	// Versioned marks an Extract that writes a versioned binary (bake), so
 	// apply records it and checks what it says of its version.
@@ -55,11 +55,15 @@ func (a Action) String() string {
 	pv := fmt.Sprintf("%s=%s (%s)", a.Package, a.PackageVersion, a.Arch)
 	switch a.Op {
 	case Extract:
-		return fmt.Sprintf("+ extract %s %s from %s to %s", a.Candidates[0], pv, a.PackageFile, a.Path)
+		from := a.PackageFile
+		if from == "" {
+			from = "(no such package in " + a.CacheDir + ")"
+		}
+		return fmt.Sprintf("+ extract %s to %s from %s", pv, a.Path, from)
 	case Install:
 		return fmt.Sprintf("> install %s %s: rename %s to %s", a.Tool, a.PackageVersion, a.From, a.Path)
 	case Fetch:
-		return fmt.Sprintf("+ fetch %s with %s into %s, extract %s to %s", pv, a.Manager, a.CacheDir, a.Candidates[0], a.Path)
+		return fmt.Sprintf("+ fetch %s with %s into %s, extract to %s", pv, a.Manager, a.CacheDir, a.Path)
 	case Remove:
 		return fmt.Sprintf("- remove %s", a.Path)
 	case RemoveCache:

@@ -143,10 +143,10 @@ func (p *Plan) bake(e manifest.Entry, st *state.State, req Request) {
 	if !ok {
 		p.Problems = append(p.Problems, Problem{Tool: e.Tool, Entry: e.Index, ExitCode: 1,
 			Message: fmt.Sprintf("%s: no package %s=%s (%s) in %s", e.ID(), e.Package, e.Version, e.Arch, e.CacheDir)})
-		pkg = state.Package{File: e.CacheDir + "/(missing)"}
 	}
 	a := base(e)
-	a.Op, a.PackageFile, a.Candidates, a.Path, a.Versioned, a.VersionArgs = Extract, pkg.File, e.BinaryPaths, e.Versioned, true, e.VersionArgs
+	a.Op, a.PackageFile, a.CacheDir, a.Candidates, a.Path = Extract, pkg.File, e.CacheDir, e.BinaryPaths, e.Versioned
+	a.Versioned, a.VersionArgs = true, e.VersionArgs
 	a.Reason = "versioned binary missing or not the recorded one"
 	p.Actions = append(p.Actions, a)
 }
@@ -155,13 +155,13 @@ func (p *Plan) bake(e manifest.Entry, st *state.State, req Request) {
 // the other versions and the caches once every tool is in place.
 func (p *Plan) boot(entries []manifest.Entry, st *state.State, req Request) {
 	var cleanup []Action
-	for _, tool := range tools(entries) {
-		e, ok := resolve(entries, tool, req.K8sVersion)
+	for _, tool := range manifest.Tools(entries) {
+		e, ok := manifest.Resolve(entries, tool, req.K8sVersion)
 		if !ok {
 			ex := entries[slices.IndexFunc(entries, func(e manifest.Entry) bool { return e.Tool == tool })]
 			p.Problems = append(p.Problems, Problem{Tool: tool, Entry: -1, ExitCode: ex.ExitCode,
 				Message: fmt.Sprintf("no %s entry for %s %s serves Kubernetes %s; the manifest's entries serve %s",
-					tool, req.Distro, req.Arch, req.K8sVersion, strings.Join(served(entries, tool), ", "))})
+					tool, req.Distro, req.Arch, req.K8sVersion, strings.Join(manifest.Served(entries, tool), ", "))})
 			continue
 		}
 		p.bootTool(e, st, req)
@@ -204,7 +204,7 @@ func (p *Plan) bootTool(e manifest.Entry, st *state.State, req Request) {
 	}
 	a.Candidates = e.BinaryPaths
 	if pkg, ok := p.cached(e, st); ok {
-		a.Op, a.PackageFile, a.Reason = Extract, pkg.File, "cached package"
+		a.Op, a.PackageFile, a.CacheDir, a.Reason = Extract, pkg.File, e.CacheDir, "cached package"
 		if req.EnforcePackage {
 			a.Reason = "package install enforced: cached package"
 		}
@@ -259,47 +259,6 @@ func (p *Plan) cached(e manifest.Entry, st *state.State) (state.Package, bool) {
 		return state.Package{}, false
 	}
 	return *found, true
-}
-
-// resolve picks the tool's entry serving v; one naming v exactly wins over
-// a minor line.
-func resolve(entries []manifest.Entry, tool string, v *semver.Version) (manifest.Entry, bool) {
-	var line *manifest.Entry
-	for _, e := range entries {
-		if e.Tool != tool || !e.Serves(v) {
-			continue
-		}
-		if e.Exact() {
-			return e, true
-		}
-		if line == nil {
-			line = &e
-		}
-	}
-	if line == nil {
-		return manifest.Entry{}, false
-	}
-	return *line, true
-}
-
-func tools(entries []manifest.Entry) []string {
-	var out []string
-	for _, e := range entries {
-		if !slices.Contains(out, e.Tool) {
-			out = append(out, e.Tool)
-		}
-	}
-	return out
-}
-
-func served(entries []manifest.Entry, tool string) []string {
-	var out []string
-	for _, e := range entries {
-		if e.Tool == tool {
-			out = append(out, e.K8s)
-		}
-	}
-	return out
 }
 
 func base(e manifest.Entry) Action {

@@ -33,15 +33,16 @@ func (p *Plan) WriteText(w io.Writer, manifestDistros []string) error {
 		fmt.Fprintf(&b, "problem: %s\n", pr.Message)
 	}
 	if len(p.Actions) > 0 {
-		fmt.Fprintf(&b, "Plan: %s.\n", p.summary())
+		fmt.Fprintf(&b, "Plan: %s.\n", Summary(p.Actions))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-func (p *Plan) summary() string {
+// Summary counts actions by op: "2 to extract, 1 to remove".
+func Summary(actions []Action) string {
 	counts := map[Op]int{}
-	for _, a := range p.Actions {
+	for _, a := range actions {
 		counts[a.Op]++
 	}
 	var parts []string

@@ -69,6 +69,30 @@ func WriteAtomic(root *os.Root, name string, perm fs.FileMode, fill func(io.Writ
 	return Result{Size: cw.n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
+// Digest reads r to its end and returns its size and sha256.
+func Digest(r io.Reader) (Result, error) {
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	if err != nil {
+		return Result{}, err
+	}
+	return Result{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// DigestFile is Digest of the file name under root.
+func DigestFile(root *os.Root, name string) (Result, error) {
+	f, err := root.Open(name)
+	if err != nil {
+		return Result{}, err
+	}
+	defer f.Close()
+	res, err := Digest(f)
+	if err != nil {
+		return Result{}, fmt.Errorf("hashing /%s: %w", name, err)
+	}
+	return res, nil
+}
+
 // Rename moves from onto to (both under root) and fsyncs the directories, so
 // the rename survives a power loss.
 func Rename(root *os.Root, from, to string) error {

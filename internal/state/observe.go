@@ -1,11 +1,8 @@
 package state
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -100,24 +97,13 @@ func stat(root *os.Root, p string, hash bool) (File, error) {
 	}
 	f := File{Regular: fi.Mode().IsRegular(), Size: fi.Size(), ModTime: fi.ModTime(), Mode: fi.Mode()}
 	if hash && f.Regular {
-		if f.SHA256, err = hashFile(root, p); err != nil {
+		res, err := rootfs.DigestFile(root, rootfs.Rel(p))
+		if err != nil {
 			return File{}, err
 		}
+		f.SHA256 = res.SHA256
 	}
 	return f, nil
-}
-
-func hashFile(root *os.Root, p string) (string, error) {
-	r, err := root.Open(rootfs.Rel(p))
-	if err != nil {
-		return "", err
-	}
-	defer r.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, r); err != nil {
-		return "", fmt.Errorf("hashing %s: %w", p, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // listBinDir attributes "<tool>-<digit>…" files to the longest tool name that

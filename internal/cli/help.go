@@ -1,0 +1,110 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/nodeimage/reconcile/internal/plan"
+)
+
+const helpText = `NAME
+    reconcile - keep a node image's Kubernetes binaries as a components manifest declares
+
+SYNOPSIS
+    reconcile --mode=bake   [flags] [MANIFEST]   image build: extract every version this distro/arch needs
+    reconcile --mode=boot   [flags] [MANIFEST]   node boot: put the requested version in place
+    reconcile --mode=verify [flags] [MANIFEST]   image test: is the disk what the manifest says?
+    reconcile --dry-run     [flags] [MANIFEST]   print the plan (bake unless --mode), change nothing
+
+    MANIFEST defaults to the manifest embedded in the binary (manifests/components.yaml).
+
+FLAGS
+    --root DIR                  every path is under DIR (default /)
+    --distro ID-VERSION         ubuntu-24.04, azurelinux-3.0, ... (default: DIR/etc/os-release)
+    --arch amd64|arm64          (default: this machine's)
+    --k8s-version V             boot, verify: cluster version (env KUBERNETES_VERSION)
+    --enforce-package-install   boot: take the package path, not the versioned binary
+                                (env SHOULD_ENFORCE_KUBE_PMC_INSTALL=true)
+    --keep-cache                boot: keep /opt/<tool>/downloads
+    --verify-digest             compare full sha256 digests instead of size and mtime
+    --exec                      verify: run each binary's version command
+    --output text|json          (default text; json is one document on stdout)
+    --detailed-exitcode         dry-run: exit 5 when the plan has changes
+    --lock-timeout D            wait this long for another run's lock (default 5m)
+    --parallel N                concurrent extractions at bake (default: CPU count)
+    --verbose                   log every action to stderr
+    --version                   print the build's version and commit
+
+EXIT CODES
+    0    success (dry-run: plan printed)
+    1    an action failed
+    2    bad input: manifest, flags, environment, os-release; nothing changed
+    3    verify: the disk differs from the manifest
+    4    another run held the lock for the whole --lock-timeout
+    5    dry-run --detailed-exitcode: the plan has changes
+    121  boot: kubelet could not be put in place
+    122  boot: kubectl could not be put in place
+    205  boot: the ACR credential provider could not be put in place
+    (a tool's boot code is its manifest exitCode; 1 when it has none)
+
+FILES (under --root)
+    /opt/<tool>/downloads/*.deb|*.rpm   cached packages, matched by their own metadata
+    /opt/bin/<tool>-<version>           versioned binaries (bake), mode 0755
+    /opt/bin/<tool>                     boot target (credential provider:
+                                        /var/lib/kubelet/credential-provider/acr-credential-provider)
+    /var/lib/reconcile/state.json       what bake produced: size, mtime, sha256, source package
+    /var/lib/reconcile/lock             serialises runs
+
+BOOT DECISION ORDER, PER TOOL
+    1. --enforce-package-install: skip to 3
+    2. /opt/bin/<tool>-<version> matches the state record: rename it onto the target
+    3. a cached package of exactly that version and arch: extract the binary to the target
+    4. else fetch that exact package with apt-get or dnf (download only), then 3
+    5. else fail with the tool's exit code
+    Then the other versioned binaries and the package cache are removed.
+
+EXAMPLES
+    reconcile --dry-run --distro ubuntu-24.04
+    reconcile --mode=bake --root /mnt/image manifests/components.yaml && reconcile --mode=verify --exec
+    KUBERNETES_VERSION=1.35.7 reconcile --mode=boot
+`
+
+// buildVersion is the module version and VCS commit the binary was built from.
+func buildVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "reconcile (unknown build)"
+	}
+	v := "reconcile " + info.Main.Version
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			v += " commit " + s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				v += " (modified)"
+			}
+		}
+	}
+	return v + " " + info.GoVersion
+}
+
+// crashHook supports the crash-safety tests: RECONCILE_TEST_KILL_AFTER=N
+// kills the process with SIGKILL right after its Nth action.
+func crashHook(getenv func(string) string) func(plan.Action) {
+	n, err := strconv.Atoi(getenv("RECONCILE_TEST_KILL_AFTER"))
+	if err != nil || n < 1 {
+		return nil
+	}
+	var done atomic.Int64
+	return func(plan.Action) {
+		if done.Add(1) == int64(n) {
+			fmt.Fprintf(os.Stderr, "reconcile: RECONCILE_TEST_KILL_AFTER=%d: killing myself\n", n)
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+	}
+}

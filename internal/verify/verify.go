@@ -1,0 +1,154 @@
+// Package verify checks, without changing anything, that the disk holds what
+// the manifest says: the image test after bake, or the targets after boot.
+package verify
+
+import (
+	"context"
+	"debug/elf"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+
+	"github.com/nodeimage/reconcile/internal/manifest"
+	"github.com/nodeimage/reconcile/internal/platform"
+	"github.com/nodeimage/reconcile/internal/rootfs"
+	"github.com/nodeimage/reconcile/internal/state"
+)
+
+// Check is the outcome for one binary.
+type Check struct {
+	Tool           string   `json:"tool"`
+	Entry          int      `json:"entry"`
+	PackageVersion string   `json:"package_version"`
+	Path           string   `json:"path"`
+	OK             bool     `json:"ok"`
+	Problems       []string `json:"problems,omitempty"`
+	Reported       string   `json:"reported_version,omitempty"`
+}
+
+func (c Check) String() string {
+	if c.OK {
+		s := fmt.Sprintf("ok   %s (%s %s)", c.Path, c.Tool, c.PackageVersion)
+		if c.Reported != "" {
+			s += fmt.Sprintf(": reports %q", c.Reported)
+		}
+		return s
+	}
+	return fmt.Sprintf("FAIL %s (%s %s): %s", c.Path, c.Tool, c.PackageVersion, strings.Join(c.Problems, "; "))
+}
+
+// Options select what is checked.
+type Options struct {
+	// K8sVersion, when set, checks the boot targets for that cluster version
+	// instead of the versioned binaries.
+	K8sVersion *semver.Version
+	// Exec runs each binary that can run on this host and checks that its
+	// version output holds the version.
+	Exec     bool
+	HostArch platform.Arch
+}
+
+// Run checks every entry of the manifest for distro and arch.
+func Run(ctx context.Context, root *os.Root, m *manifest.Manifest, d platform.Distro, arch platform.Arch, o Options) ([]Check, error) {
+	rec, err := state.LoadRecord(root.FS())
+	if err != nil {
+		return nil, err
+	}
+	entries := m.Entries(d, arch)
+	var checks []Check
+	if o.K8sVersion == nil {
+		for _, e := range entries {
+			checks = append(checks, check(ctx, root, rec, e, e.Versioned, o))
+		}
+		return checks, nil
+	}
+	for _, tool := range manifest.Tools(entries) {
+		e, ok := manifest.Resolve(entries, tool, o.K8sVersion)
+		if !ok {
+			checks = append(checks, Check{Tool: tool, Entry: -1, Problems: []string{fmt.Sprintf("no entry serves Kubernetes %s", o.K8sVersion)}})
+			continue
+		}
+		checks = append(checks, check(ctx, root, rec, e, e.Target, o))
+	}
+	return checks, nil
+}
+
+func check(ctx context.Context, root *os.Root, rec state.Record, e manifest.Entry, p string, o Options) Check {
+	c := Check{Tool: e.Tool, Entry: e.Index, PackageVersion: e.Version.String(), Path: p}
+	fail := func(format string, args ...any) Check {
+		c.Problems = append(c.Problems, fmt.Sprintf(format, args...))
+		return c
+	}
+	fi, err := root.Lstat(rootfs.Rel(p))
+	if err != nil {
+		return fail("missing: %v", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fail("not a regular file (%s)", fi.Mode().Type())
+	}
+	if fi.Mode().Perm() != 0o755 {
+		fail("mode %s, want 0755", fi.Mode().Perm())
+	}
+	b, ok := rec.Files[p]
+	switch {
+	case !ok:
+		fail("not in the state record /%s", state.RecordPath)
+	case b.PackageVersion != e.Version.String() || b.Arch != string(e.Arch):
+		fail("record says %s (%s), manifest wants %s (%s)", b.PackageVersion, b.Arch, e.Version, e.Arch)
+	default:
+		got, err := rootfs.DigestFile(root, rootfs.Rel(p))
+		if err != nil {
+			return fail("%v", err)
+		}
+		if got.SHA256 != b.SHA256 || got.Size != b.Size {
+			fail("sha256 %s (%d bytes), record says %s (%d bytes)", got.SHA256, got.Size, b.SHA256, b.Size)
+		}
+	}
+	if err := checkELF(root, p, e.Arch); err != nil {
+		fail("%v", err)
+	}
+	if o.Exec && e.Arch == o.HostArch {
+		out, err := run(ctx, filepath.Join(root.Name(), filepath.FromSlash(rootfs.Rel(p))), e.VersionArgs)
+		c.Reported, _, _ = strings.Cut(strings.TrimSpace(out), "\n")
+		if err != nil {
+			fail("%s %s: %v", p, strings.Join(e.VersionArgs, " "), err)
+		} else if !strings.Contains(out, e.Version.Upstream) {
+			fail("%s %s printed %q, which does not contain %s", p, strings.Join(e.VersionArgs, " "), c.Reported, e.Version.Upstream)
+		}
+	}
+	c.OK = len(c.Problems) == 0
+	return c
+}
+
+var machines = map[platform.Arch]elf.Machine{
+	platform.AMD64: elf.EM_X86_64,
+	platform.ARM64: elf.EM_AARCH64,
+}
+
+func checkELF(root *os.Root, p string, arch platform.Arch) error {
+	r, err := root.Open(rootfs.Rel(p))
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	f, err := elf.NewFile(r)
+	if err != nil {
+		return fmt.Errorf("not an ELF binary: %v", err)
+	}
+	if want := machines[arch]; f.Machine != want {
+		return fmt.Errorf("ELF machine %s, want %s for %s", f.Machine, want, arch)
+	}
+	return nil
+}
+
+func run(ctx context.Context, bin string, args []string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	return string(out), err
+}
