@@ -47,7 +47,14 @@ type options struct {
 	verbose          bool
 	version          bool
 	manifest         string
+	pmArgs           stringList
 }
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, " ") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // usageError is bad input on the command line or in the environment.
 type usageError struct{ msg string }
@@ -77,6 +84,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.DurationVar(&o.lockTimeout, "lock-timeout", 5*time.Minute, "how long to wait for another run's lock")
 	fs.IntVar(&o.parallel, "parallel", runtime.NumCPU(), "concurrent extractions at bake")
 	fs.BoolVar(&o.verbose, "verbose", false, "log every action to stderr")
+	fs.Var(&o.pmArgs, "pm-arg", "extra argument for apt-get or dnf (repeatable)")
 	fs.BoolVar(&o.version, "version", false, "print the version")
 	help := fs.Bool("help", false, "")
 	fs.BoolVar(help, "h", false, "")
@@ -269,7 +277,7 @@ func (c *command) applyOptions(root *os.Root, req plan.Request, p *plan.Plan) ap
 		HostArch: platform.Host(), Format: req.Distro.Format(),
 		AfterAction: crashHook(c.getenv),
 	}
-	if m, err := pkgmgr.New(req.Distro.Format(), pkgmgr.Options{Logger: c.log}); err == nil {
+	if m, err := pkgmgr.New(req.Distro.Format(), pkgmgr.Options{Logger: c.log, ExtraArgs: c.o.pmArgs}); err == nil {
 		o.Manager = m
 	}
 	if f, ok := c.stderr.(*os.File); ok && c.o.output == "text" && term.IsTerminal(int(f.Fd())) {

@@ -36,6 +36,8 @@ FLAGS
     --detailed-exitcode         dry-run: exit 5 when the plan has changes
     --lock-timeout D            wait this long for another run's lock (default 5m)
     --parallel N                concurrent extractions at bake (default: CPU count)
+    --pm-arg ARG                boot: extra argument for apt-get or dnf, repeatable
+                                (e.g. --pm-arg=-o --pm-arg=Acquire::Retries=5)
     --verbose                   log every action to stderr
     --version                   print the build's version and commit
 

@@ -5,6 +5,7 @@ package manifest
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -14,7 +15,6 @@ import (
 	"strings"
 
 	"github.com/Masterminds/semver/v3"
-	"sigs.k8s.io/yaml"
 
 	"github.com/nodeimage/reconcile/internal/pkgversion"
 	"github.com/nodeimage/reconcile/internal/platform"
@@ -53,7 +53,7 @@ type Component struct {
 	Distro         string   `json:"distro" validate:"required,distro"`
 	PackageVersion string   `json:"packageVersion" validate:"required"`
 	K8sVersion     string   `json:"k8sVersion,omitempty"`
-	Arches         []string `json:"arches,omitempty" validate:"omitempty,unique,dive,oneof=amd64 arm64"`
+	Arches         []string `json:"arches,omitempty" validate:"omitempty,min=1,unique,dive,oneof=amd64 arm64"`
 }
 
 // builtin are the defaults for tools node provisioning already knows; the
@@ -91,26 +91,28 @@ func Parse(name string, data []byte) (*Manifest, error) {
 	if len(data) > MaxSize {
 		return nil, &Error{File: name, Problems: []Problem{{Msg: fmt.Sprintf("larger than %d bytes: not a components manifest", MaxSize)}}}
 	}
-	lines, problems := checkShape(data)
-	var m Manifest
-	if problems == nil {
-		if err := yaml.UnmarshalStrict(data, &m); err != nil {
-			// checkShape catches what strict decoding rejects, with a path
-			// and line; this is the backstop for anything it misses.
-			return nil, &Error{File: name, Problems: []Problem{{Msg: err.Error()}}}
-		}
-	} else if lines == nil || yaml.Unmarshal(data, &m) != nil {
+	lines, value, problems := checkShape(data)
+	if lines == nil {
 		return nil, &Error{File: name, Problems: problems}
 	}
-	// Validate even a manifest with shape problems, so one run reports all
-	// problems; fields that already have one are not reported twice.
-	bad := map[string]bool{}
-	for _, p := range problems {
-		bad[p.Path] = true
+	// value holds only what has the shape of a Manifest, as JSON values.
+	var m Manifest
+	b, err := json.Marshal(value)
+	if err == nil {
+		err = json.Unmarshal(b, &m)
 	}
-	for _, p := range m.validate() {
-		if !bad[p.Path] {
-			p.Line = lines[p.Path]
+	if err != nil {
+		return nil, &Error{File: name, Problems: append(problems, Problem{Msg: "decoding: " + err.Error()})}
+	}
+	// Validate even a manifest with shape problems, so one run reports all
+	// problems; nothing under a field that already has one is reported again.
+	var bad []string
+	for _, p := range problems {
+		bad = append(bad, p.Path)
+	}
+	for _, p := range m.validate(bad) {
+		if !under(p.Path, bad) {
+			p.Line = lineOf(lines, p.Path)
 			problems = append(problems, p)
 		}
 	}
@@ -317,6 +319,29 @@ type fieldError struct {
 func (e *fieldError) Error() string { return e.err.Error() }
 func fieldErr(field string, err error) error {
 	return &fieldError{field: field, err: err}
+}
+
+// under reports whether path is one of paths or inside one.
+func under(path string, paths []string) bool {
+	return slices.ContainsFunc(paths, func(p string) bool {
+		return p == "" || path == p || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[")
+	})
+}
+
+// lineOf is the line of path or, for a missing field, of the nearest
+// enclosing one.
+func lineOf(lines map[string]int, path string) int {
+	for path != "" {
+		if line := lines[path]; line > 0 {
+			return line
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return lines[""]
 }
 
 func lineOrder(line int) int {

@@ -18,7 +18,7 @@ import (
 // glob or regular expression would read specially.
 var NamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9.+-]*$`)
 
-var mapKey = regexp.MustCompile(`\[([^\]]*[^\]0-9][^\]]*)\]`)
+var mapKey = regexp.MustCompile(`^tools\[([^\]]*)\]`)
 
 // newValidator is built per call: validator caches per instance, and a
 // package-level one would be global state for a few microseconds saved.
@@ -77,8 +77,11 @@ func pkgPathProblem(p string) string {
 }
 
 // validate runs the struct-tag rules, then the rules that span fields and
-// entries. Every problem is returned.
-func (m *Manifest) validate() []Problem {
+// entries. Every problem is returned. A component with a problem of its own,
+// or under one of the paths in bad, is left out of the rules that span
+// entries: its mistake is reported once, not again as a duplicate or a
+// kubelet without its kubectl.
+func (m *Manifest) validate(bad []string) []Problem {
 	var problems []Problem
 	add := func(p string, format string, args ...any) {
 		i := componentIndex(p)
@@ -96,11 +99,19 @@ func (m *Manifest) validate() []Problem {
 			_, p, _ := strings.Cut(fe.Namespace(), ".")
 			// validator writes map keys as tools[kubelet]; the manifest's
 			// own path syntax is tools.kubelet.
-			p = mapKey.ReplaceAllString(p, ".$1")
+			p = mapKey.ReplaceAllString(p, "tools.$1")
 			add(p, "%s", tagMessage(fe))
 		}
 	} else if err != nil {
 		add("", "%v", err)
+	}
+
+	broken := map[int]bool{}
+	for _, p := range problems {
+		broken[componentIndex(p.Path)] = true
+	}
+	for _, p := range bad {
+		broken[componentIndex(p)] = true
 	}
 
 	// Rules that need parsing or more than one field.
@@ -108,10 +119,12 @@ func (m *Manifest) validate() []Problem {
 	type servesKey struct{ tool, distro, arch, k8s string }
 	baked := map[key]int{}
 	served := map[servesKey]int{}
-	sets := map[string]map[string][]string{} // distro/arch → tool → k8s versions
+	sets := map[string]map[string]map[string][]string{} // distro → arch → tool → k8s versions
+	unsure := map[string]bool{}                         // distros with a broken kubelet or kubectl
 	for i, c := range m.Components {
-		if _, err := platform.ParseDistro(c.Distro); err != nil {
-			continue // reported above by the distro tag
+		if broken[i] {
+			unsure[c.Distro] = true
+			continue // its own problem is reported
 		}
 		for _, a := range c.arches() {
 			e, err := m.entry(i, platform.Arch(a))
@@ -122,39 +135,57 @@ func (m *Manifest) validate() []Problem {
 				} else {
 					add(fmt.Sprintf("components[%d]", i), "%v", err)
 				}
+				unsure[c.Distro] = true
 				break
 			}
 			k := key{c.Tool, c.Distro, a, e.Version.Upstream}
 			if j, dup := baked[k]; dup {
 				add(fmt.Sprintf("components[%d]", i), "same tool, distro, arch (%s) and version as components[%d]: both would bake %s", a, j, e.Versioned)
-			} else {
-				baked[k] = i
+				break // once per component, and not again as serving twice
 			}
+			baked[k] = i
 			sk := servesKey{c.Tool, c.Distro, a, e.K8s}
-			if j, dup := served[sk]; dup && j != i {
+			if j, dup := served[sk]; dup {
 				add(fmt.Sprintf("components[%d].k8sVersion", i), "%s is served by components[%d] too for %s %s: boot could not choose", e.K8s, j, c.Distro, a)
-			} else {
-				served[sk] = i
+				break
 			}
-			da := c.Distro + " " + a
-			if sets[da] == nil {
-				sets[da] = map[string][]string{}
+			served[sk] = i
+			if sets[c.Distro] == nil {
+				sets[c.Distro] = map[string]map[string][]string{}
 			}
-			sets[da][c.Tool] = append(sets[da][c.Tool], e.K8s)
+			if sets[c.Distro][a] == nil {
+				sets[c.Distro][a] = map[string][]string{}
+			}
+			sets[c.Distro][a][c.Tool] = append(sets[c.Distro][a][c.Tool], e.K8s)
 		}
 	}
 	// A node needs kubelet and kubectl of the same cluster version: an image
-	// with kubelet 1.35 and no kubectl 1.35 is broken.
-	for _, da := range sortedKeys(sets) {
-		kubelet, kubectl := sets[da]["kubelet"], sets[da]["kubectl"]
-		if kubelet == nil && kubectl == nil {
+	// with kubelet 1.35 and no kubectl 1.35 is broken. Arches that differ the
+	// same way are reported together.
+	for _, d := range sortedKeys(sets) {
+		if unsure[d] {
 			continue
 		}
-		slices.Sort(kubelet)
-		slices.Sort(kubectl)
-		if !slices.Equal(kubelet, kubectl) {
-			add("components", "%s: kubelet serves [%s] but kubectl serves [%s]: both must serve the same cluster versions",
-				da, strings.Join(kubelet, " "), strings.Join(kubectl, " "))
+		var msgs []string
+		arches := map[string][]string{}
+		for _, a := range sortedKeys(sets[d]) {
+			kubelet, kubectl := sets[d][a]["kubelet"], sets[d][a]["kubectl"]
+			if kubelet == nil && kubectl == nil {
+				continue
+			}
+			slices.Sort(kubelet)
+			slices.Sort(kubectl)
+			if !slices.Equal(kubelet, kubectl) {
+				msg := fmt.Sprintf("kubelet serves [%s] but kubectl serves [%s]: both must serve the same cluster versions",
+					strings.Join(kubelet, " "), strings.Join(kubectl, " "))
+				if arches[msg] == nil {
+					msgs = append(msgs, msg)
+				}
+				arches[msg] = append(arches[msg], a)
+			}
+		}
+		for _, msg := range msgs {
+			add("components", "%s %s: %s", d, strings.Join(arches[msg], ", "), msg)
 		}
 	}
 	for _, name := range sortedKeys(m.Tools) {

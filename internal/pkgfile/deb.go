@@ -244,6 +244,9 @@ func parseMD5Sums(b []byte) (map[string]string, error) {
 		if !ok || name == "." {
 			return nil, fmt.Errorf("bad path in line %q", line)
 		}
+		if _, dup := sums[name]; dup {
+			return nil, fmt.Errorf("%s listed twice", name)
+		}
 		sums[name] = sum
 	}
 	return sums, nil
@@ -345,7 +348,7 @@ func (p *Package) scanDeb(f *os.File, want []string, target int, hits []debHit, 
 		var sum *hashCheck
 		if md5sum, ok := d.md5sums[name]; ok {
 			e.Digest = "md5:" + md5sum
-			sum = &hashCheck{h: md5.New(), want: md5sum}
+			sum = &hashCheck{h: md5.New(), want: md5sum, from: "md5sums"}
 		}
 		if err := p.copyEntry(w, tr, h.Name, h.Size, sum, d.dataName); err != nil {
 			return Entry{}, err
@@ -372,6 +375,7 @@ type hashCheck struct {
 		Sum([]byte) []byte
 	}
 	want string // lower-case hex
+	from string // where the package declares it
 }
 
 // copyEntry copies exactly size bytes of an entry from r to w, feeding
@@ -400,7 +404,7 @@ func (p *Package) copyEntry(w io.Writer, r io.Reader, name string, size int64, s
 	}
 	if sum != nil {
 		if got := hex.EncodeToString(sum.h.Sum(nil)); got != sum.want {
-			return p.errf(ErrDigest, name, nil, "content has digest %s, package declares %s", got, sum.want)
+			return p.errf(ErrDigest, name, nil, "content has digest %s, %s declares %s", got, sum.from, sum.want)
 		}
 	}
 	return nil

@@ -541,7 +541,7 @@ func (p *Package) extractRPM(f *os.File, want []string, w io.Writer) (Entry, err
 			return Entry{}, p.errf(ErrUnsupported, fl.name, nil, "file digest algorithm %s", r.fileAlgoName)
 		}
 		e.Digest = r.fileAlgoName + ":" + fl.digest
-		sum = &hashCheck{h: newHash(r.fileAlgo), want: fl.digest}
+		sum = &hashCheck{h: newHash(r.fileAlgo), want: fl.digest, from: "the header"}
 	}
 
 	const member = "payload"

@@ -22,6 +22,7 @@ type apt struct{ c *commander }
 
 func (a *apt) Name() string            { return "apt-get" }
 func (a *apt) deadline() time.Duration { return a.c.limit }
+func (a *apt) format() platform.Format { return platform.Deb }
 
 // aptNotFound recognises apt's answers that a package or version does not
 // exist, which no retry can change.
@@ -130,7 +131,7 @@ func (a *apt) Update(ctx context.Context) error {
 func (a *apt) Download(ctx context.Context, name string, version pkgversion.Version, arch platform.Arch, dir string) (string, error) {
 	ctx, cancel := a.c.withDeadline(ctx)
 	defer cancel()
-	if err := prepareDir(dir); err != nil {
+	if err := checkDir(dir); err != nil {
 		return "", err
 	}
 	recs, err := a.records(ctx, name, arch)

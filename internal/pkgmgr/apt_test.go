@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nodeimage/reconcile/internal/pkgversion"
 	"github.com/nodeimage/reconcile/internal/platform"
@@ -50,6 +51,10 @@ func aptRepository(t *testing.T, tmp, postinstMarker string) []string {
 	}
 	// --multiversion: without it dpkg-scanpackages keeps only the newest.
 	writeFile(t, filepath.Join(repo, "Packages"), runTool(t, repo, "dpkg-scanpackages", "--multiversion", "pool", "/dev/null"), 0o644)
+	// apt creates neither the lists directory nor its partial/ (a node has them).
+	if err := os.MkdirAll(filepath.Join(tmp, "lists", "partial"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	sources := filepath.Join(tmp, "sources.list")
 	writeFile(t, sources, "deb [trusted=yes] file:"+repo+" ./\n", 0o644)
 	return []string{
@@ -74,7 +79,7 @@ func TestAptRealRepository(t *testing.T) {
 	tmp := t.TempDir()
 	marker := filepath.Join(tmp, "postinst-ran")
 	extra := aptRepository(t, tmp, marker)
-	m, err := New(platform.Deb, Options{ExtraArgs: extra, Logger: testLogger(t)})
+	m, err := New(platform.Deb, Options{ExtraArgs: extra, Retries: 1, Backoff: 100 * time.Millisecond, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +112,10 @@ func TestAptRealRepository(t *testing.T) {
 			})
 		}
 	})
+
+	if lists, _ := filepath.Glob(filepath.Join(tmp, "lists", "*_Packages*")); len(lists) == 0 {
+		t.Error("Fetch did not run apt-get update although the lists were empty")
+	}
 
 	t.Run("versions", func(t *testing.T) {
 		vs, err := m.Versions(t.Context(), "kubelet", platform.ARM64)

@@ -19,6 +19,7 @@ type dnf struct{ c *commander }
 
 func (d *dnf) Name() string            { return "dnf" }
 func (d *dnf) deadline() time.Duration { return d.c.limit }
+func (d *dnf) format() platform.Format { return platform.RPM }
 
 // dnfNotFound recognises dnf's answers that a package or version does not
 // exist ("No package kubelet-0:1.34.2-1.azl3.x86_64 available.", "No match
@@ -114,7 +115,7 @@ func (d *dnf) Update(ctx context.Context) error {
 func (d *dnf) Download(ctx context.Context, name string, version pkgversion.Version, arch platform.Arch, dir string) (string, error) {
 	ctx, cancel := d.c.withDeadline(ctx)
 	defer cancel()
-	if err := prepareDir(dir); err != nil {
+	if err := checkDir(dir); err != nil {
 		return "", err
 	}
 	recs, err := d.records(ctx, name, arch)

@@ -27,7 +27,8 @@ import (
 )
 
 // Manager lists and downloads packages with the node's own package manager
-// and repository configuration.
+// and repository configuration. The managers New returns are safe for
+// concurrent use (the tools' own locks permitting).
 type Manager interface {
 	// Name is the command, "apt-get" or "dnf", for plan text.
 	Name() string
@@ -126,18 +127,18 @@ type NotOfferedError struct {
 
 func (e *NotOfferedError) Error() string {
 	what := fmt.Sprintf("%s=%s (%s) is not offered by the %s repositories", e.Name, e.Want, e.Arch, e.Manager)
-	line := e.Line
-	if line == "" {
-		line = "any"
+	line := e.Line + " "
+	if e.Line == "" {
+		line = ""
 	}
 	if len(e.Offered) == 0 {
-		return fmt.Sprintf("%s: they offer no %s version of %s for %s (%d versions in all)", what, line, e.Name, e.Arch, e.Total)
+		return fmt.Sprintf("%s: they offer no %sversion of %s for %s (%d versions in all)", what, line, e.Name, e.Arch, e.Total)
 	}
 	vs := make([]string, len(e.Offered))
 	for i, v := range e.Offered {
 		vs[i] = v.String()
 	}
-	return fmt.Sprintf("%s: %s versions offered: %s", what, line, strings.Join(vs, ", "))
+	return fmt.Sprintf("%s: %sversions offered: %s", what, line, strings.Join(vs, ", "))
 }
 
 // Unwrap makes errors.Is(err, ErrVersionNotOffered) true.
@@ -165,9 +166,12 @@ func notOffered(m Manager, format platform.Format, name string, want pkgversion.
 // downloaded file is returned. A version not offered gives an error wrapping
 // ErrVersionNotOffered (a *NotOfferedError).
 func Fetch(ctx context.Context, m Manager, name string, want pkgversion.Version, arch platform.Arch, dir string) (path string, err error) {
-	if d, ok := m.(interface{ deadline() time.Duration }); ok {
+	if own, ok := m.(managerOptions); ok {
+		if own.format() != want.Format {
+			return "", fmt.Errorf("%s=%s is a %s version; %s handles %s packages", name, want, want.Format, m.Name(), own.format())
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, d.deadline())
+		ctx, cancel = context.WithTimeout(ctx, own.deadline())
 		defer cancel()
 	}
 	offered, err := m.Versions(ctx, name, arch)
@@ -194,6 +198,13 @@ func Fetch(ctx context.Context, m Manager, name string, want pkgversion.Version,
 		return "", fmt.Errorf("downloading %s=%s (%s) with %s: %w", name, got, arch, m.Name(), err)
 	}
 	return p, nil
+}
+
+// managerOptions is what Fetch learns from the managers New returns (other
+// implementations, such as fakes, do without).
+type managerOptions interface {
+	deadline() time.Duration
+	format() platform.Format
 }
 
 // pick returns the offered version equal to want, preferring the one spelled
@@ -275,15 +286,11 @@ func isAlnum(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
 
-// prepareDir checks that dir is an absolute path and creates it, because
-// apt-get download writes into its working directory and fails obscurely
-// when that is missing.
-func prepareDir(dir string) error {
+// checkDir rejects a relative download directory: the tools would resolve
+// it against their own working directory.
+func checkDir(dir string) error {
 	if !filepath.IsAbs(dir) {
 		return fmt.Errorf("download directory %q is not an absolute path", dir)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating download directory: %w", err)
 	}
 	return nil
 }
@@ -293,8 +300,12 @@ func prepareDir(dir string) error {
 // repository's location for it; that name is untrusted, so it must not lead
 // out of dir. A file that a failed download left behind is removed, so that
 // it cannot pass for a cached package later; one that was there before is
-// left alone.
+// left alone. dir is created when missing.
 func downloadInto(dir string, rec record, download func() error) (string, error) {
+	// apt-get download fails obscurely when its working directory is missing.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("creating download directory: %w", err)
+	}
 	base := path.Base(rec.file)
 	if rec.file == "" || !filepath.IsLocal(base) || base != filepath.Base(base) {
 		return "", fmt.Errorf("repository file name %q is not a plain file name", rec.file)

@@ -230,6 +230,9 @@ func TestFetchNotOffered(t *testing.T) {
 			"kubelet=1.35.0-1.1 (arm64) is not offered by the apt-get repositories: they offer no 1.35.x version of kubelet for arm64 (5 versions in all)"},
 		{platform.RPM, "1.34.2-1.azl3", platform.ARM64,
 			"kubelet=1.34.2-1.azl3 (aarch64) is not offered by the dnf repositories: 1.34.x versions offered: 1.34.1-1.azl3, 1.34.10~rc.1-1.azl3, 1.34.10-1.azl3, 1.34.11-1.azl3"},
+		// Not MAJOR.MINOR.PATCH: no minor line to narrow the list to.
+		{platform.Deb, "2024.1-1", platform.AMD64,
+			"kubelet=2024.1-1 (amd64) is not offered by the apt-get repositories: versions offered: 1.33.5-1.1, 1.34.1-1.1, 1.34.10~rc.1-1.1, 1.34.10-1.1, 1.34.11-1.1"},
 		// Same version, other release: still not the package asked for.
 		{platform.RPM, "1.34.1-2.azl3", platform.AMD64,
 			"kubelet=1.34.1-2.azl3 (x86_64) is not offered by the dnf repositories: 1.34.x versions offered: 1.34.1-1.azl3, 1.34.10~rc.1-1.azl3, 1.34.10-1.azl3, 1.34.11-1.azl3"},
@@ -653,5 +656,17 @@ func TestExecRunner(t *testing.T) {
 	_, err = r.Run(t.Context(), "", "reconcile-no-such-tool")
 	if !permanent(err, nil) {
 		t.Errorf("a missing tool should not be retried: %v", err)
+	}
+}
+
+func TestFetchRejectsTheOtherFormat(t *testing.T) {
+	f := dnfFake(rpmVersions)
+	m := newManager(t, platform.RPM, f, Options{})
+	_, err := Fetch(t.Context(), m, "kubelet", pkgversion.MustParse(platform.Deb, "1.34.1-1.1"), platform.AMD64, t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "is a deb version; dnf handles rpm packages") {
+		t.Errorf("err = %v", err)
+	}
+	if len(f.calls) != 0 {
+		t.Errorf("ran %v", f.calls)
 	}
 }

@@ -172,8 +172,10 @@ func (p *Plan) boot(entries []manifest.Entry, st *state.State, req Request) {
 				cleanup = append(cleanup, a)
 			}
 		}
-		// A missing cache dir is observed as nil; a shared one is removed once.
-		if st.Cache[e.CacheDir] != nil && !req.KeepCache &&
+		// A missing cache dir is observed as nil, but Fetch creates it; a
+		// shared one is removed once.
+		fetches := slices.ContainsFunc(p.Actions, func(a Action) bool { return a.Op == Fetch && a.CacheDir == e.CacheDir })
+		if (st.Cache[e.CacheDir] != nil || fetches) && !req.KeepCache &&
 			!slices.ContainsFunc(cleanup, func(a Action) bool { return a.Op == RemoveCache && a.Path == e.CacheDir }) {
 			a := base(e)
 			a.Op, a.Path, a.Reason = RemoveCache, e.CacheDir, "the node no longer needs the package cache"

@@ -1,0 +1,512 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"debug/elf"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/nodeimage/reconcile/internal/pkgbuild"
+	"github.com/nodeimage/reconcile/internal/platform"
+	"github.com/nodeimage/reconcile/internal/state"
+)
+
+// requireTool fails under CI (which must install it) and skips elsewhere.
+func requireTool(t testing.TB, f platform.Format) {
+	t.Helper()
+	if missing := pkgbuild.Missing(f); missing != "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not installed: .ci/run must install it", missing)
+		}
+		t.Skipf("%s is not installed", missing)
+	}
+}
+
+// pkgCache builds each package once per test binary; roots get copies.
+var pkgCache struct {
+	sync.Mutex
+	dir   string
+	paths map[string]string
+}
+
+// pkg returns a real package of tool at version for arch holding a fake
+// binary that reports the upstream version.
+func pkg(t testing.TB, f platform.Format, tool, version string, arch platform.Arch) string {
+	t.Helper()
+	requireTool(t, f)
+	pkgCache.Lock()
+	defer pkgCache.Unlock()
+	key := strings.Join([]string{string(f), tool, version, string(arch)}, " ")
+	if p, ok := pkgCache.paths[key]; ok {
+		return p
+	}
+	if pkgCache.paths == nil {
+		dir, err := os.MkdirTemp("", "reconcile-cli-pkgs-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pkgCache.dir, pkgCache.paths = dir, map[string]string{}
+	}
+	upstream := version[strings.IndexByte(version, ':')+1:]
+	upstream = upstream[:strings.LastIndexByte(upstream, '-')]
+	bin, err := pkgbuild.Binary(arch, upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp(pkgCache.dir, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pkgbuild.Build(f, dir, pkgbuild.Spec{Name: tool, Version: version, Arch: arch,
+		Files: map[string][]byte{"usr/bin/" + tool: bin}, Depends: []string{"iptables", "conntrack"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgCache.paths[key] = p
+	return p
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if pkgCache.dir != "" {
+		os.RemoveAll(pkgCache.dir)
+	}
+	os.Exit(code)
+}
+
+// newRoot is a temp root that says it is distro in its os-release.
+func newRoot(t testing.TB, distro string) string {
+	t.Helper()
+	root := t.TempDir()
+	id, ver, _ := strings.Cut(distro, "-")
+	writeFile(t, filepath.Join(root, "etc/os-release"), fmt.Sprintf("ID=%s\nVERSION_ID=\"%s\"\n", id, ver))
+	return root
+}
+
+func writeFile(t testing.TB, p, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// cache copies a package into root's cache dir for tool under name (the
+// file name need not tell the truth).
+func cache(t testing.TB, root, tool, src, name string) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name == "" {
+		name = filepath.Base(src)
+	}
+	writeFile(t, filepath.Join(root, "opt", tool, "downloads", name), string(data))
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func run(t testing.TB, env map[string]string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), args, func(k string) string { return env[k] }, &out, &errb)
+	return result{code, out.String(), errb.String()}
+}
+
+func (r result) must(t testing.TB, code int) result {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// planOps runs a JSON dry-run and returns "op path" per action.
+func planOps(t testing.TB, args ...string) []string {
+	t.Helper()
+	r := run(t, nil, append([]string{"--dry-run", "--output", "json"}, args...)...).must(t, ExitOK)
+	var p struct {
+		Actions []struct{ Op, Path string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
+		t.Fatalf("plan JSON: %v\n%s", err, r.stdout)
+	}
+	var ops []string
+	for _, a := range p.Actions {
+		ops = append(ops, a.Op+" "+a.Path)
+	}
+	return ops
+}
+
+func fileContent(t testing.TB, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+const twoVersions = `components:
+  - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.34.10-ubuntu24.04u1"}
+  - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.34.10-ubuntu24.04u1"}
+  - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1"}
+  - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1"}
+`
+
+// bakedRoot is a root with the packages of twoVersions cached and baked.
+func bakedRoot(t *testing.T) (root, manifest string) {
+	t.Helper()
+	root = newRoot(t, "ubuntu-24.04")
+	manifest = filepath.Join(t.TempDir(), "components.yaml")
+	writeFile(t, manifest, twoVersions)
+	for _, tool := range []string{"kubelet", "kubectl"} {
+		for _, v := range []string{"1.34.10-ubuntu24.04u1", "1.35.7-ubuntu24.04u1"} {
+			cache(t, root, tool, pkg(t, platform.Deb, tool, v, platform.AMD64), "")
+		}
+	}
+	run(t, nil, "--mode=bake", "--root", root, "--arch", "amd64", manifest).must(t, ExitOK)
+	return root, manifest
+}
+
+func TestBakeVerifyBootVerify(t *testing.T) {
+	root, manifest := bakedRoot(t)
+	args := []string{"--root", root, "--arch", "amd64", manifest}
+	for _, v := range []string{"1.34.10", "1.35.7"} {
+		for _, tool := range []string{"kubelet", "kubectl"} {
+			p := filepath.Join(root, "opt/bin", tool+"-"+v)
+			fi, err := os.Stat(p)
+			if err != nil || fi.Mode().Perm() != 0o755 {
+				t.Fatalf("%s: %v %v", p, fi, err)
+			}
+		}
+	}
+	if ops := planOps(t, args...); len(ops) != 0 {
+		t.Fatalf("second bake plans %v, want nothing", ops)
+	}
+	run(t, nil, append([]string{"--mode=bake"}, args...)...).must(t, ExitOK)
+
+	r := run(t, nil, append([]string{"--mode=verify", "--exec"}, args...)...).must(t, ExitOK)
+	if !strings.Contains(r.stdout, `reports "Kubernetes v1.35.7"`) {
+		t.Errorf("verify --exec output lacks the reported version:\n%s", r.stdout)
+	}
+
+	env := map[string]string{"KUBERNETES_VERSION": "1.35.7"}
+	want := fileContent(t, filepath.Join(root, "opt/bin/kubelet-1.35.7"))
+	r = run(t, env, append([]string{"--mode=boot"}, args...)...).must(t, ExitOK)
+	if got := fileContent(t, filepath.Join(root, "opt/bin/kubelet")); !bytes.Equal(got, want) {
+		t.Fatal("boot target is not the 1.35.7 binary")
+	}
+	for _, gone := range []string{"opt/bin/kubelet-1.34.10", "opt/bin/kubelet-1.35.7", "opt/bin/kubectl-1.34.10", "opt/kubelet/downloads", "opt/kubectl/downloads"} {
+		if exists(filepath.Join(root, gone)) {
+			t.Errorf("%s still there after boot", gone)
+		}
+	}
+	if !strings.Contains(r.stdout, "> install kubelet 1.35.7-ubuntu24.04u1: rename /opt/bin/kubelet-1.35.7 to /opt/bin/kubelet") {
+		t.Errorf("boot output:\n%s", r.stdout)
+	}
+	r = run(t, env, append([]string{"--mode=verify", "--exec"}, args...)...).must(t, ExitOK)
+	if !strings.Contains(r.stdout, "ok   /opt/bin/kubectl (kubectl 1.35.7-ubuntu24.04u1)") {
+		t.Errorf("verify of the targets:\n%s", r.stdout)
+	}
+	if ops := planOps(t, append([]string{"--mode=boot", "--k8s-version", "1.35.7"}, args...)...); len(ops) != 0 {
+		t.Fatalf("second boot plans %v, want nothing", ops)
+	}
+	r = run(t, env, append([]string{"--mode=boot"}, args...)...).must(t, ExitOK)
+	if !strings.Contains(r.stdout, "No changes") {
+		t.Errorf("second boot output:\n%s", r.stdout)
+	}
+}
+
+func TestBootDecisions(t *testing.T) {
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, root string)
+		flags   []string
+		want    []string // planned "op path", in order
+		note    string   // a note the plan must carry
+	}{{
+		name: "versioned binary present",
+		want: []string{"install /opt/bin/kubelet", "install /opt/bin/kubectl",
+			"remove /opt/bin/kubelet-1.34.10", "remove_cache /opt/kubelet/downloads",
+			"remove /opt/bin/kubectl-1.34.10", "remove_cache /opt/kubectl/downloads"},
+	}, {
+		name:  "package install enforced",
+		flags: []string{"--enforce-package-install"},
+		want: []string{"extract /opt/bin/kubelet", "extract /opt/bin/kubectl",
+			"remove /opt/bin/kubelet-1.34.10", "remove /opt/bin/kubelet-1.35.7", "remove_cache /opt/kubelet/downloads",
+			"remove /opt/bin/kubectl-1.34.10", "remove /opt/bin/kubectl-1.35.7", "remove_cache /opt/kubectl/downloads"},
+	}, {
+		name:  "keep the cache",
+		flags: []string{"--keep-cache"},
+		want: []string{"install /opt/bin/kubelet", "install /opt/bin/kubectl",
+			"remove /opt/bin/kubelet-1.34.10", "remove /opt/bin/kubectl-1.34.10"},
+	}, {
+		name: "versioned binary missing: cached package",
+		prepare: func(t *testing.T, root string) {
+			os.Remove(filepath.Join(root, "opt/bin/kubelet-1.35.7"))
+		},
+		want: []string{"extract /opt/bin/kubelet", "install /opt/bin/kubectl",
+			"remove /opt/bin/kubelet-1.34.10", "remove_cache /opt/kubelet/downloads",
+			"remove /opt/bin/kubectl-1.34.10", "remove_cache /opt/kubectl/downloads"},
+	}, {
+		name: "versioned binary tampered: cached package",
+		prepare: func(t *testing.T, root string) {
+			writeFile(t, filepath.Join(root, "opt/bin/kubelet-1.35.7"), "#!/bin/sh\necho evil\n")
+		},
+		want: []string{"extract /opt/bin/kubelet", "install /opt/bin/kubectl",
+			"remove /opt/bin/kubelet-1.34.10", "remove /opt/bin/kubelet-1.35.7", "remove_cache /opt/kubelet/downloads",
+			"remove /opt/bin/kubectl-1.34.10", "remove_cache /opt/kubectl/downloads"},
+		note: "/opt/bin/kubelet-1.35.7 does not match the state record",
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			root, manifest := bakedRoot(t)
+			if tc.prepare != nil {
+				tc.prepare(t, root)
+			}
+			args := append([]string{"--mode=boot", "--k8s-version", "1.35.7", "--root", root, "--arch", "amd64"}, tc.flags...)
+			args = append(args, manifest)
+			if got := planOps(t, args...); !slices.Equal(got, tc.want) {
+				t.Fatalf("plan:\n got %q\nwant %q", got, tc.want)
+			}
+			if tc.note != "" {
+				if r := run(t, nil, append([]string{"--dry-run"}, args...)...); !strings.Contains(r.stdout, tc.note) {
+					t.Errorf("plan text lacks note %q:\n%s", tc.note, r.stdout)
+				}
+			}
+			run(t, nil, args...).must(t, ExitOK)
+			for _, tool := range []string{"kubelet", "kubectl"} {
+				out := runBinary(t, filepath.Join(root, "opt/bin", tool))
+				if out != "Kubernetes v1.35.7\n" {
+					t.Errorf("%s reports %q", tool, out)
+				}
+			}
+			if got := planOps(t, args...); len(got) != 0 {
+				t.Fatalf("boot again plans %q, want nothing", got)
+			}
+			run(t, nil, "--mode=verify", "--k8s-version", "1.35.7", "--exec", "--root", root, "--arch", "amd64", manifest).must(t, ExitOK)
+		})
+	}
+}
+
+func TestBootWithNothingFails(t *testing.T) {
+	requireTool(t, platform.Deb)
+	root := newRoot(t, "ubuntu-24.04")
+	manifest := filepath.Join(t.TempDir(), "components.yaml")
+	writeFile(t, manifest, twoVersions)
+	// An empty apt repository: the package manager step finds nothing.
+	repo := emptyAptRepo(t)
+	args := append([]string{"--mode=boot", "--k8s-version", "1.35.7", "--root", root, "--arch", "amd64"}, repo...)
+	r := run(t, nil, append(args, manifest)...).must(t, 121)
+	for _, want := range []string{"kubelet=1.35.7-ubuntu24.04u1", "amd64", "/opt/kubelet/downloads"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("error lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if exists(filepath.Join(root, "opt/bin/kubelet")) {
+		t.Error("a target appeared after a failed boot")
+	}
+}
+
+func TestBakeIgnoresLyingAndForeignPackages(t *testing.T) {
+	root := newRoot(t, "ubuntu-24.04")
+	manifest := filepath.Join(t.TempDir(), "components.yaml")
+	writeFile(t, manifest, `components:
+  - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.34.10-ubuntu24.04u1"}
+  - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.34.10-ubuntu24.04u1"}
+`)
+	// Named as if it were the wanted package, but it holds 1.34.1; and the
+	// right version for the wrong arch.
+	cache(t, root, "kubelet", pkg(t, platform.Deb, "kubelet", "1.34.1-ubuntu24.04u1", platform.AMD64), "kubelet_1.34.10-ubuntu24.04u1_amd64.deb")
+	cache(t, root, "kubelet", pkg(t, platform.Deb, "kubelet", "1.34.10-ubuntu24.04u1", platform.ARM64), "")
+	cache(t, root, "kubectl", pkg(t, platform.Deb, "kubectl", "1.34.10-ubuntu24.04u1", platform.AMD64), "")
+	r := run(t, nil, "--mode=bake", "--root", root, "--arch", "amd64", manifest).must(t, ExitFailure)
+	for _, want := range []string{
+		"no package kubelet=1.34.10-ubuntu24.04u1 (amd64) in /opt/kubelet/downloads",
+		"it holds kubelet=1.34.1-ubuntu24.04u1 (amd64)",
+		"it holds kubelet=1.34.10-ubuntu24.04u1 (arm64)",
+	} {
+		if !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("output lacks %q:\n%s\n%s", want, r.stdout, r.stderr)
+		}
+	}
+	if exists(filepath.Join(root, "opt/bin")) {
+		t.Error("a failed bake plan still wrote /opt/bin")
+	}
+	// With the real package added, bake takes it and only it.
+	cache(t, root, "kubelet", pkg(t, platform.Deb, "kubelet", "1.34.10-ubuntu24.04u1", platform.AMD64), "zz-real.deb")
+	run(t, nil, "--mode=bake", "--root", root, "--arch", "amd64", manifest).must(t, ExitOK)
+	if out := runBinary(t, filepath.Join(root, "opt/bin/kubelet-1.34.10")); out != "Kubernetes v1.34.10\n" {
+		t.Errorf("baked kubelet reports %q", out)
+	}
+	rec, err := state.LoadRecord(os.DirFS(root))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src := rec.Files["/opt/bin/kubelet-1.34.10"].Source.File; src != "/opt/kubelet/downloads/zz-real.deb" {
+		t.Errorf("record says the binary came from %q", src)
+	}
+}
+
+// TestEmbeddedManifestBakesAnImage bakes every ubuntu-24.04 amd64 entry of
+// the embedded manifest from real packages, then verifies the image.
+func TestEmbeddedManifestBakesAnImage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds ten packages")
+	}
+	root := newRoot(t, "ubuntu-24.04")
+	r := run(t, nil, "--dry-run", "--output", "json", "--root", root, "--arch", "amd64").must(t, ExitOK)
+	var p struct {
+		Actions []struct {
+			Tool           string `json:"tool"`
+			PackageVersion string `json:"package_version"`
+		}
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Actions) != 10 {
+		t.Fatalf("embedded manifest plans %d extractions for ubuntu-24.04 amd64, want 10", len(p.Actions))
+	}
+	for _, a := range p.Actions {
+		cache(t, root, a.Tool, pkg(t, platform.Deb, a.Tool, a.PackageVersion, platform.AMD64), "")
+	}
+	run(t, nil, "--mode=bake", "--root", root, "--arch", "amd64").must(t, ExitOK)
+	r = run(t, nil, "--mode=verify", "--exec", "--root", root, "--arch", "amd64").must(t, ExitOK)
+	if !strings.Contains(r.stdout, "all 10 binaries match") {
+		t.Errorf("verify:\n%s", r.stdout)
+	}
+	run(t, map[string]string{"KUBERNETES_VERSION": "1.36.3"}, "--mode=boot", "--root", root, "--arch", "amd64").must(t, ExitOK)
+	if out := runBinary(t, filepath.Join(root, "var/lib/kubelet/credential-provider/acr-credential-provider")); out != "Kubernetes v1.36.5\n" {
+		t.Errorf("credential provider reports %q", out)
+	}
+}
+
+func runBinary(t testing.TB, p string) string {
+	t.Helper()
+	out, err := exec.Command(p, "--version").Output()
+	if err != nil {
+		t.Fatalf("running %s: %v", p, err)
+	}
+	return string(out)
+}
+
+// aptRepo builds a local apt repository of debs and returns the --pm-arg
+// flags that point reconcile's apt-get at it alone.
+func aptRepo(t testing.TB, debs ...string) []string {
+	t.Helper()
+	requireTool(t, platform.Deb)
+	opts, err := pkgbuild.AptRepo(t.TempDir(), debs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags []string
+	for _, o := range opts {
+		flags = append(flags, "--pm-arg="+o)
+	}
+	return flags
+}
+
+func emptyAptRepo(t testing.TB) []string { return aptRepo(t) }
+
+// TestBootFetchesExactVersionWithApt is the package-manager step: nothing
+// cached, nothing baked; apt-get must fetch exactly 1.34.1 for amd64 from a
+// repository that also offers 1.34.10, 1.34.11, 1.34.10~rc.1 and arm64.
+func TestBootFetchesExactVersionWithApt(t *testing.T) {
+	var debs []string
+	for _, tool := range []string{"kubelet", "kubectl"} {
+		for _, v := range []string{"1.34.1-1.1", "1.34.10-1.1", "1.34.10~rc.1-1.1", "1.34.11-1.1"} {
+			for _, arch := range []platform.Arch{platform.AMD64, platform.ARM64} {
+				debs = append(debs, pkg(t, platform.Deb, tool, v, arch))
+			}
+		}
+	}
+	repo := aptRepo(t, debs...)
+	manifest := filepath.Join(t.TempDir(), "components.yaml")
+	writeFile(t, manifest, `components:
+  - {tool: kubelet, distro: debian-12, packageVersion: "1.34.1-1.1"}
+  - {tool: kubectl, distro: debian-12, packageVersion: "1.34.1-1.1"}
+  - {tool: kubelet, distro: debian-12, packageVersion: "1.34.10-1.1"}
+  - {tool: kubectl, distro: debian-12, packageVersion: "1.34.10-1.1"}
+`)
+	for _, tc := range []struct{ k8s, arch, want string }{
+		{"1.34.1", "amd64", "Kubernetes v1.34.1\n"},
+		{"1.34.10", "amd64", "Kubernetes v1.34.10\n"},
+		{"1.34.10", "arm64", ""},
+	} {
+		t.Run(tc.k8s+"-"+tc.arch, func(t *testing.T) {
+			root := newRoot(t, "debian-12")
+			args := append([]string{"--mode=boot", "--k8s-version", tc.k8s, "--root", root, "--arch", tc.arch}, repo...)
+			r := run(t, nil, append(args, manifest)...).must(t, ExitOK)
+			if !strings.Contains(r.stdout, "+ fetch kubelet="+tc.k8s+"-1.1 ("+tc.arch+") with apt-get into /opt/kubelet/downloads") {
+				t.Errorf("boot output:\n%s", r.stdout)
+			}
+			target := filepath.Join(root, "opt/bin/kubelet")
+			if tc.want != "" {
+				if out := runBinary(t, target); out != tc.want {
+					t.Errorf("fetched kubelet reports %q, want %q", out, tc.want)
+				}
+			} else if m := elfMachine(t, target); m != "EM_AARCH64" {
+				t.Errorf("fetched an %s kubelet for arm64", m)
+			}
+			rec, err := state.LoadRecord(os.DirFS(root))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := rec.Files["/opt/bin/kubelet"].Source.Version; got != tc.k8s+"-1.1" {
+				t.Errorf("record: kubelet from package version %q", got)
+			}
+			if exists(filepath.Join(root, "opt/kubelet/downloads")) {
+				t.Error("the fetched package stayed in the cache")
+			}
+			if got := planOps(t, append(args[1:], "--mode=boot", manifest)...); len(got) != 0 {
+				t.Errorf("boot again plans %q", got)
+			}
+		})
+	}
+	t.Run("not offered", func(t *testing.T) {
+		root := newRoot(t, "debian-12")
+		other := filepath.Join(t.TempDir(), "components.yaml")
+		writeFile(t, other, `components:
+  - {tool: kubelet, distro: debian-12, packageVersion: "1.34.2-1.1"}
+  - {tool: kubectl, distro: debian-12, packageVersion: "1.34.2-1.1"}
+`)
+		args := append([]string{"--mode=boot", "--k8s-version", "1.34.2", "--root", root, "--arch", "amd64"}, repo...)
+		r := run(t, nil, append(args, other)...).must(t, 121)
+		for _, want := range []string{"1.34.2-1.1", "1.34.1-1.1", "1.34.10-1.1", "1.34.11-1.1"} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("error lacks %q:\n%s", want, r.stderr)
+			}
+		}
+	})
+}
+
+func elfMachine(t testing.TB, p string) string {
+	t.Helper()
+	f, err := elf.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return f.Machine.String()
+}
