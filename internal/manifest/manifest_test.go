@@ -699,3 +699,80 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestResolve(t *testing.T) {
+	t.Parallel()
+	m, err := manifest.Parse("m.yaml", []byte(`components:
+  - tool: azure-acr-credential-provider
+    distro: ubuntu-24.04
+    packageVersion: "1.34.13-ubuntu24.04u1"
+    k8sVersion: "1.34"
+  - tool: azure-acr-credential-provider
+    distro: ubuntu-24.04
+    packageVersion: "1.34.14-ubuntu24.04u1"
+    k8sVersion: "1.34.1"
+  - tool: kubelet
+    distro: ubuntu-24.04
+    packageVersion: "1.34.1-ubuntu24.04u1"
+  - tool: kubectl
+    distro: ubuntu-24.04
+    packageVersion: "1.34.1-ubuntu24.04u1"
+  - tool: kubelet
+    distro: ubuntu-24.04
+    packageVersion: "1.34.10-ubuntu24.04u1"
+  - tool: kubectl
+    distro: ubuntu-24.04
+    packageVersion: "1.34.10-ubuntu24.04u1"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := m.Entries(platform.Distro{ID: "ubuntu", VersionID: "24.04"}, platform.ARM64)
+	if got := manifest.Tools(entries); !slices.Equal(got, []string{"azure-acr-credential-provider", "kubelet", "kubectl"}) {
+		t.Errorf("Tools() = %v", got)
+	}
+	if got := manifest.Served(entries, "kubelet"); !slices.Equal(got, []string{"1.34.1", "1.34.10"}) {
+		t.Errorf("Served(kubelet) = %v", got)
+	}
+	tests := []struct {
+		tool, k8s, want string // want: package version, "" for none
+	}{
+		{"kubelet", "1.34.1", "1.34.1-ubuntu24.04u1"},
+		{"kubelet", "1.34.10", "1.34.10-ubuntu24.04u1"},
+		{"kubelet", "1.34.11", ""},
+		{"kubelet", "1.34.0", ""},
+		{"kubectl", "1.34.10", "1.34.10-ubuntu24.04u1"},
+		// An exact entry wins over the minor line, wherever it is.
+		{"azure-acr-credential-provider", "1.34.1", "1.34.14-ubuntu24.04u1"},
+		{"azure-acr-credential-provider", "1.34.10", "1.34.13-ubuntu24.04u1"},
+		{"azure-acr-credential-provider", "1.35.0", ""},
+		{"crictl", "1.34.1", ""},
+	}
+	for _, tt := range tests {
+		e, ok := manifest.Resolve(entries, tt.tool, semver.MustParse(tt.k8s))
+		if got := e.Version.String(); ok != (tt.want != "") || ok && got != tt.want {
+			t.Errorf("Resolve(%s, %s) = %s, %v; want %q", tt.tool, tt.k8s, got, ok, tt.want)
+		}
+	}
+}
+
+// TestLargeValid: a manifest just under MaxSize parses in bounded time.
+func TestLargeValid(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("components:\n")
+	for i := 0; b.Len() < manifest.MaxSize-200; i++ {
+		fmt.Fprintf(&b, "  - tool: crictl\n    distro: azurelinux-3.0\n    packageVersion: \"1.%d.%d-1.azl3\"\n", i/1000, i%1000)
+	}
+	start := time.Now()
+	m, err := manifest.Parse("large.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Errorf("Parse of %d components took %v", len(m.Components), elapsed)
+	}
+	if n := len(m.Entries(platform.Distro{ID: "azurelinux", VersionID: "3.0"}, platform.AMD64)); n != len(m.Components) {
+		t.Errorf("%d entries for %d components", n, len(m.Components))
+	}
+}

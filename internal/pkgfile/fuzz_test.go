@@ -1,9 +1,7 @@
 package pkgfile
 
 import (
-	"fmt"
-	"runtime"
-	"time"
+	"sync"
 	"errors"
 	"os"
 	"path/filepath"
@@ -45,13 +43,7 @@ func fuzzSeeds(f *testing.F, format platform.Format) {
 }
 
 func fuzzOpenExtract(t *testing.T, b []byte) {
-	tm := time.AfterFunc(3*time.Second, func() {
-		buf := make([]byte, 1<<20)
-		n := runtime.Stack(buf, true)
-		os.WriteFile(fmt.Sprintf("/tmp/fuzzslow-%d.txt", os.Getpid()), append(buf[:n], b...), 0o644)
-	})
-	defer tm.Stop()
-	path := filepath.Join(t.TempDir(), "p")
+	path := fuzzPath(t)
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -75,6 +67,21 @@ func fuzzOpenExtract(t *testing.T, b []byte) {
 	if w.n != e.Size || e.Size > fuzzLimits.MaxFileSize {
 		t.Fatalf("wrote %d bytes for an entry of %d", w.n, e.Size)
 	}
+}
+
+var (
+	fuzzDirOnce sync.Once
+	fuzzDir     string
+)
+
+// fuzzPath is one file per worker process, rewritten by every run: a
+// TempDir per input costs more than the input.
+func fuzzPath(t *testing.T) string {
+	fuzzDirOnce.Do(func() { fuzzDir, _ = os.MkdirTemp(fixtureDir, "fuzz-") })
+	if fuzzDir == "" {
+		t.Fatal("no fuzz temp dir")
+	}
+	return filepath.Join(fuzzDir, "p")
 }
 
 type countWriter struct{ n int64 }
