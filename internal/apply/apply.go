@@ -130,7 +130,7 @@ func (r *run) batch(ctx context.Context, actions []plan.Action) []result {
 
 func (r *run) one(ctx context.Context, a plan.Action) result {
 	start := time.Now()
-	res := result{Result: plan.Result{Action: a}}
+	res := result{Result: plan.Result{Action: a, Start: start}}
 	if err := ctx.Err(); err != nil {
 		res.err = &ActionError{Action: a, Err: err}
 	} else {

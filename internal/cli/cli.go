@@ -19,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/nodeimage/reconcile/internal/apply"
+	"github.com/nodeimage/reconcile/internal/events"
 	"github.com/nodeimage/reconcile/internal/manifest"
 	"github.com/nodeimage/reconcile/internal/pkgfile"
 	"github.com/nodeimage/reconcile/internal/pkgmgr"
@@ -39,6 +40,7 @@ type options struct {
 	enforcePackage   bool
 	keepCache        bool
 	verifyDigest     bool
+	requireDeps      bool
 	exec             bool
 	output           string
 	detailedExitcode bool
@@ -48,6 +50,7 @@ type options struct {
 	version          bool
 	manifest         string
 	pmArgs           stringList
+	eventsDir        string
 }
 
 // stringList is a repeatable flag.
@@ -78,6 +81,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.BoolVar(&o.enforcePackage, "enforce-package-install", getenv("SHOULD_ENFORCE_KUBE_PMC_INSTALL") == "true", "boot from the package, not the versioned binary")
 	fs.BoolVar(&o.keepCache, "keep-cache", false, "boot: keep the package cache")
 	fs.BoolVar(&o.verifyDigest, "verify-digest", false, "compare full sha256 digests")
+	fs.BoolVar(&o.requireDeps, "require-deps", false, "boot: fail when the node lacks a dependency of a package")
 	fs.BoolVar(&o.exec, "exec", false, "verify: run each binary's version command")
 	fs.StringVar(&o.output, "output", "text", "text or json")
 	fs.BoolVar(&o.detailedExitcode, "detailed-exitcode", false, "dry-run: exit 5 when the plan has changes")
@@ -85,6 +89,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.IntVar(&o.parallel, "parallel", runtime.NumCPU(), "concurrent extractions at bake")
 	fs.BoolVar(&o.verbose, "verbose", false, "log every action to stderr")
 	fs.Var(&o.pmArgs, "pm-arg", "extra argument for apt-get or dnf (repeatable)")
+	fs.StringVar(&o.eventsDir, "events-dir", "", "write a provisioning event per action into this directory (under --root)")
 	fs.BoolVar(&o.version, "version", false, "print the version")
 	help := fs.Bool("help", false, "")
 	fs.BoolVar(help, "h", false, "")
@@ -198,7 +203,7 @@ func (c *command) run(ctx context.Context) (int, error) {
 		}
 		defer unlock()
 	}
-	st, err := state.Observe(root, plan.Query(m, req))
+	st, err := state.Observe(ctx, root, plan.Query(m, req))
 	if err != nil {
 		return ExitFailure, fmt.Errorf("observing %s: %w", c.o.root, err)
 	}
@@ -215,18 +220,54 @@ func (c *command) run(ctx context.Context) (int, error) {
 		}
 		return ExitOK, nil
 	}
+	start := time.Now()
 	if err := p.Err(); err != nil {
 		c.printPlan(p, m)
-		return planExit(req.Mode, err), err
+		return planExit(req.Mode, err), c.emit(root, p, nil, start, err)
 	}
 	results, err := apply.Apply(ctx, p, c.applyOptions(root, req, p))
 	if perr := c.printResults(p, results, err); perr != nil && err == nil {
 		err = perr
 	}
 	if err != nil {
-		return planExit(req.Mode, err), err
+		return planExit(req.Mode, err), c.emit(root, p, results, start, err)
 	}
-	return ExitOK, nil
+	return ExitOK, c.emit(root, p, results, start, nil)
+}
+
+// emit writes the provisioning events of a run, when asked for, and returns
+// runErr (or the failure to write them when the run itself succeeded).
+func (c *command) emit(root *os.Root, p *plan.Plan, results []plan.Result, start time.Time, runErr error) error {
+	if c.o.eventsDir == "" {
+		return runErr
+	}
+	w := events.Writer{Root: root, Dir: c.o.eventsDir}
+	var errs []error
+	for _, r := range results {
+		msg := r.Action.String()
+		if r.Error != "" {
+			msg = r.Error
+		}
+		for _, warn := range r.Warnings {
+			msg += "; warning: " + warn
+		}
+		errs = append(errs, w.Write(events.New(r.Action.Task(p.Mode), r.Start, r.Start.Add(r.Duration), r.Error != "", msg), r.Start))
+	}
+	msg := fmt.Sprintf("%s %s %s: %s", p.Mode, p.Distro, p.Arch, plan.Summary(p.Actions))
+	if len(p.Actions) == 0 {
+		msg = fmt.Sprintf("%s %s %s: no changes", p.Mode, p.Distro, p.Arch)
+	}
+	if runErr != nil {
+		msg = runErr.Error()
+	}
+	for _, warn := range p.Warnings {
+		msg += "; warning: " + warn
+	}
+	errs = append(errs, w.Write(events.New("reconcile."+string(p.Mode), start, time.Now(), runErr != nil, msg), start))
+	if runErr != nil {
+		return runErr
+	}
+	return errors.Join(errs...)
 }
 
 func (c *command) loadManifest() (*manifest.Manifest, error) {
@@ -242,6 +283,7 @@ func (c *command) request(root *os.Root) (plan.Request, error) {
 		EnforcePackage: c.o.enforcePackage,
 		KeepCache:      c.o.keepCache,
 		VerifyDigest:   c.o.verifyDigest,
+		RequireDeps:    c.o.requireDeps,
 	}
 	var err error
 	if c.o.distro != "" {
@@ -333,6 +375,9 @@ func (c *command) printResults(p *plan.Plan, results []plan.Result, applyErr err
 	var b strings.Builder
 	for _, n := range p.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
+	}
+	for _, w := range p.Warnings {
+		fmt.Fprintf(&b, "warning: %s\n", w)
 	}
 	for _, r := range results {
 		fmt.Fprintf(&b, "%s\n", r)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nodeimage/reconcile/internal/pkgbuild"
 	"github.com/nodeimage/reconcile/internal/platform"
@@ -509,4 +510,111 @@ func elfMachine(t testing.TB, p string) string {
 	}
 	defer f.Close()
 	return f.Machine.String()
+}
+
+func TestBootEventsAndDependencyWarnings(t *testing.T) {
+	root, manifest := bakedRoot(t)
+	// The node has iptables but not conntrack, which the packages need.
+	writeFile(t, filepath.Join(root, "var/lib/dpkg/status"), `Package: iptables
+Status: install ok installed
+Version: 1.8.9-2
+
+Package: conntrack
+Status: deinstall ok config-files
+Version: 1:1.4.7-1
+`)
+	args := []string{"--mode=boot", "--k8s-version", "1.35.7", "--root", root, "--arch", "amd64", manifest}
+
+	before := snapshot(t, root)
+	r := run(t, nil, append([]string{"--require-deps"}, args...)...).must(t, 121)
+	if !strings.Contains(r.stdout+r.stderr, "kubelet 1.35.7-ubuntu24.04u1 depends on conntrack, which this node lacks") {
+		t.Errorf("--require-deps output:\n%s\n%s", r.stdout, r.stderr)
+	}
+	if after := snapshot(t, root); !slices.Equal(before, after) {
+		t.Errorf("a refused boot changed the disk:\n%v\n%v", before, after)
+	}
+
+	r = run(t, nil, append([]string{"--events-dir", "/var/log/reconcile/events"}, args...)...).must(t, ExitOK)
+	if !strings.Contains(r.stdout, "warning: kubectl 1.35.7-ubuntu24.04u1 depends on conntrack") {
+		t.Errorf("boot output lacks the dependency warning:\n%s", r.stdout)
+	}
+	dir := filepath.Join(root, "var/log/reconcile/events")
+	files, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks := map[string]map[string]string{}
+	for _, f := range files {
+		if !strings.HasSuffix(f.Name(), ".json") {
+			t.Errorf("event file %s", f.Name())
+		}
+		var ev map[string]string
+		if err := json.Unmarshal(fileContent(t, filepath.Join(dir, f.Name())), &ev); err != nil {
+			t.Fatalf("%s: %v", f.Name(), err)
+		}
+		for _, k := range []string{"Timestamp", "OperationId", "Version", "TaskName", "EventLevel", "Message", "EventPid", "EventTid"} {
+			if _, ok := ev[k]; !ok {
+				t.Errorf("%s lacks %s", f.Name(), k)
+			}
+		}
+		if _, err := time.Parse("2006-01-02 15:04:05.000", ev["Timestamp"]); err != nil {
+			t.Errorf("Timestamp %q: %v", ev["Timestamp"], err)
+		}
+		tasks[ev["TaskName"]] = ev
+	}
+	// 2 installs, 2 removes of 1.34.10, 2 cache removals, and the run.
+	if len(files) != 7 {
+		t.Errorf("%d event files, want 7: %v", len(files), tasks)
+	}
+	for _, task := range []string{"reconcile.boot", "reconcile.boot.install.kubelet", "reconcile.boot.install.kubectl", "reconcile.boot.remove_cache.kubelet"} {
+		ev, ok := tasks[task]
+		if !ok {
+			t.Errorf("no event %s", task)
+			continue
+		}
+		if ev["EventLevel"] != "Informational" || ev["Version"] != "1.23" || ev["EventPid"] != "0" {
+			t.Errorf("%s: %v", task, ev)
+		}
+	}
+	if msg := tasks["reconcile.boot"]["Message"]; !strings.Contains(msg, "conntrack") {
+		t.Errorf("run event does not carry the dependency warning: %q", msg)
+	}
+}
+
+func TestFailedBootWritesAnErrorEvent(t *testing.T) {
+	root := newRoot(t, "ubuntu-24.04")
+	manifest := filepath.Join(t.TempDir(), "components.yaml")
+	writeFile(t, manifest, twoVersions)
+	r := run(t, nil, "--mode=boot", "--k8s-version", "1.99.0", "--events-dir", "/events", "--root", root, "--arch", "amd64", manifest).must(t, 121)
+	if !strings.Contains(r.stderr, "no kubelet entry for ubuntu-24.04 amd64 serves Kubernetes 1.99.0; the manifest's entries serve 1.34.10, 1.35.7") {
+		t.Errorf("stderr:\n%s", r.stderr)
+	}
+	files, _ := os.ReadDir(filepath.Join(root, "events"))
+	if len(files) != 1 {
+		t.Fatalf("%d events, want the run's one", len(files))
+	}
+	var ev map[string]string
+	json.Unmarshal(fileContent(t, filepath.Join(root, "events", files[0].Name())), &ev)
+	if ev["EventLevel"] != "Error" || ev["TaskName"] != "reconcile.boot" || !strings.Contains(ev["Message"], "1.99.0") {
+		t.Errorf("event: %v", ev)
+	}
+}
+
+// snapshot lists every path under root with its size and mode.
+func snapshot(t testing.TB, root string) []string {
+	t.Helper()
+	var out []string
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		out = append(out, fmt.Sprintf("%s %d %s %d", rel, fi.Size(), fi.Mode(), fi.ModTime().UnixNano()))
+		return nil
+	})
+	return out
 }

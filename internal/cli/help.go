@@ -30,6 +30,8 @@ FLAGS
     --enforce-package-install   boot: take the package path, not the versioned binary
                                 (env SHOULD_ENFORCE_KUBE_PMC_INSTALL=true)
     --keep-cache                boot: keep /opt/<tool>/downloads
+    --require-deps              boot: fail (tool's code) when the node lacks a dependency
+                                of the package (default: a warning in the plan and events)
     --verify-digest             compare full sha256 digests instead of size and mtime
     --exec                      verify: run each binary's version command
     --output text|json          (default text; json is one document on stdout)
@@ -38,6 +40,8 @@ FLAGS
     --parallel N                concurrent extractions at bake (default: CPU count)
     --pm-arg ARG                boot: extra argument for apt-get or dnf, repeatable
                                 (e.g. --pm-arg=-o --pm-arg=Acquire::Retries=5)
+    --events-dir DIR            bake, boot: write one provisioning event (JSON) per action and
+                                one for the run into DIR (under --root), as <epoch-ms>.json
     --verbose                   log every action to stderr
     --version                   print the build's version and commit
 

@@ -1,10 +1,10 @@
 package pkgfile
 
 import (
-	"sync"
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/nodeimage/reconcile/internal/pkgfile/pkgtest"

@@ -46,8 +46,20 @@ type Action struct {
 	// VersionArgs make the binary print its version (bake checks it when the
 	// binary runs on this host).
 	VersionArgs []string `json:"version_args,omitempty"`
-	ExitCode    int      `json:"exit_code"` // the failure code of the tool this action serves
-	Reason      string   `json:"reason,omitempty"`
+	// Depends are the package's dependencies, for the warnings of boot.
+	Depends  []string `json:"depends,omitempty"`
+	ExitCode int      `json:"exit_code"` // the failure code of the tool this action serves
+	Reason   string   `json:"reason,omitempty"`
+}
+
+// Task is the action's stable name in provisioning events:
+// "reconcile.boot.install.kubelet".
+func (a Action) Task(mode Mode) string {
+	subject := a.Tool
+	if subject == "" {
+		subject = "tempfile"
+	}
+	return fmt.Sprintf("reconcile.%s.%s.%s", mode, a.Op, subject)
 }
 
 // String is the action's one-line human form.
@@ -75,6 +87,7 @@ func (a Action) String() string {
 // Result is what applying one action did.
 type Result struct {
 	Action   Action        `json:"action"`
+	Start    time.Time     `json:"start"`
 	Duration time.Duration `json:"-"`
 	Millis   float64       `json:"duration_ms"`
 	Size     int64         `json:"size,omitempty"`

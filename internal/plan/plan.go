@@ -34,6 +34,7 @@ type Request struct {
 	EnforcePackage bool            // boot: skip the versioned binaries
 	KeepCache      bool            // boot: keep the package cache
 	VerifyDigest   bool            // compare full sha256 digests, not just size and mtime
+	RequireDeps    bool            // boot: a dependency the node lacks is a problem, not a warning
 	Manager        string          // the package manager's name, for Fetch actions
 }
 
@@ -48,6 +49,9 @@ type Plan struct {
 	// Notes say what was looked at and not used (a cached package of
 	// another version, a tampered binary): for people reading the plan.
 	Notes []string `json:"notes,omitempty"`
+	// Warnings need a person's attention but do not stop apply: a
+	// dependency the node lacks.
+	Warnings []string `json:"warnings,omitempty"`
 	// Problems are entries the plan cannot satisfy; apply refuses a plan
 	// that has any.
 	Problems []Problem `json:"problems,omitempty"`
@@ -90,6 +94,9 @@ func (p *Plan) Err() error {
 // Query is what Compute needs observed.
 func Query(m *manifest.Manifest, req Request) state.Query {
 	q := state.Query{Hash: req.VerifyDigest, BinDirs: []string{manifest.BinDir}}
+	if req.Mode == Boot {
+		q.DepsOf = req.Distro.Format()
+	}
 	for _, e := range m.Entries(req.Distro, req.Arch) {
 		if !slices.Contains(q.Tools, e.Tool) {
 			q.Tools = append(q.Tools, e.Tool)
@@ -185,6 +192,29 @@ func (p *Plan) boot(entries []manifest.Entry, st *state.State, req Request) {
 	p.Actions = append(p.Actions, cleanup...)
 }
 
+// addAction adds a boot action that bypasses the package manager, with a
+// warning (or with RequireDeps a problem) for each dependency of its package
+// that the node lacks.
+func (p *Plan) addAction(a Action, st *state.State, req Request) {
+	p.Actions = append(p.Actions, a)
+	var missing []string
+	for _, d := range a.Depends {
+		if st.Deps.Missing[d] {
+			missing = append(missing, d)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("%s %s depends on %s, which this node lacks (boot bypasses the package manager, so nothing installs them)",
+		a.Package, a.PackageVersion, strings.Join(missing, ", "))
+	if req.RequireDeps {
+		p.Problems = append(p.Problems, Problem{Tool: a.Tool, Entry: a.Entry, ExitCode: a.ExitCode, Message: msg})
+	} else {
+		p.Warnings = append(p.Warnings, msg)
+	}
+}
+
 func (p *Plan) installs(versioned string) bool {
 	return slices.ContainsFunc(p.Actions, func(a Action) bool { return a.Op == Install && a.From == versioned })
 }
@@ -198,7 +228,8 @@ func (p *Plan) bootTool(e manifest.Entry, st *state.State, req Request) {
 	if !req.EnforcePackage {
 		if ok, why := intact(e, e.Versioned, st, req); ok {
 			a.Op, a.From, a.Reason = Install, e.Versioned, "versioned binary matches the bake record"
-			p.Actions = append(p.Actions, a)
+			a.Depends = st.Record.Files[e.Versioned].Depends
+			p.addAction(a, st, req)
 			return
 		} else if why != "" {
 			p.Notes = append(p.Notes, why)
@@ -210,7 +241,8 @@ func (p *Plan) bootTool(e manifest.Entry, st *state.State, req Request) {
 		if req.EnforcePackage {
 			a.Reason = "package install enforced: cached package"
 		}
-		p.Actions = append(p.Actions, a)
+		a.Depends = pkg.Depends
+		p.addAction(a, st, req)
 		return
 	}
 	a.Op, a.CacheDir, a.Manager = Fetch, e.CacheDir, req.Manager

@@ -29,6 +29,9 @@ func (p *Plan) WriteText(w io.Writer, manifestDistros []string) error {
 	for _, n := range p.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
 	}
+	for _, w := range p.Warnings {
+		fmt.Fprintf(&b, "warning: %s\n", w)
+	}
 	for _, pr := range p.Problems {
 		fmt.Fprintf(&b, "problem: %s\n", pr.Message)
 	}

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodeimage/reconcile/internal/deps"
 	"github.com/nodeimage/reconcile/internal/pkgfile"
 	"github.com/nodeimage/reconcile/internal/pkgversion"
 	"github.com/nodeimage/reconcile/internal/platform"
@@ -29,6 +31,9 @@ type State struct {
 	// Temps are temp files a killed run left behind.
 	Temps  []string
 	Record Record
+	// Deps says which dependencies of the recorded binaries and cached
+	// packages the node lacks (when Query.DepsOf is set).
+	Deps deps.Result
 }
 
 // File is what Lstat says of a path, plus its digest when asked for.
@@ -58,10 +63,13 @@ type Query struct {
 	Paths     []string // files to stat, absolute
 	CacheDirs []string // absolute
 	Hash      bool     // hash the regular files among Paths
+	// DepsOf, when set, checks the dependencies of recorded binaries and
+	// cached packages against this package format's database under root.
+	DepsOf platform.Format
 }
 
 // Observe reads the disk under root.
-func Observe(root *os.Root, q Query) (*State, error) {
+func Observe(ctx context.Context, root *os.Root, q Query) (*State, error) {
 	st := &State{Files: map[string]File{}, Versioned: map[string][]string{}, Cache: map[string][]Package{}}
 	var err error
 	if st.Record, err = LoadRecord(root.FS()); err != nil {
@@ -87,7 +95,26 @@ func Observe(root *os.Root, q Query) (*State, error) {
 			return nil, err
 		}
 	}
+	if q.DepsOf != "" {
+		if st.Deps, err = deps.Check(ctx, root, q.DepsOf, st.allDeps()); err != nil {
+			return nil, err
+		}
+	}
 	return st, nil
+}
+
+func (st *State) allDeps() []string {
+	var all []string
+	for _, b := range st.Record.Files {
+		all = append(all, b.Depends...)
+	}
+	for _, pkgs := range st.Cache {
+		for _, p := range pkgs {
+			all = append(all, p.Depends...)
+		}
+	}
+	slices.Sort(all)
+	return slices.Compact(all)
 }
 
 func stat(root *os.Root, p string, hash bool) (File, error) {
