@@ -430,6 +430,83 @@ func aptRepo(t testing.TB, debs ...string) []string {
 
 func emptyAptRepo(t testing.TB) []string { return aptRepo(t) }
 
+// dnfRepo is aptRepo for rpms and dnf.
+func dnfRepo(t testing.TB, rpms ...string) []string {
+	t.Helper()
+	requireTool(t, platform.RPM)
+	for _, tool := range []string{"dnf", "createrepo_c"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is not installed: .ci/run must install it", tool)
+			}
+			t.Skipf("%s is not installed", tool)
+		}
+	}
+	opts, err := pkgbuild.DnfRepo(t.TempDir(), rpms...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags []string
+	for _, o := range opts {
+		flags = append(flags, "--pm-arg="+o)
+	}
+	return flags
+}
+
+// TestAzureLinux runs the rpm side end to end: bake from cached rpms (one
+// with an epoch), boot from them, and boot on an empty root fetching the
+// exact version and arch with dnf.
+func TestAzureLinux(t *testing.T) {
+	manifest := filepath.Join(t.TempDir(), "components.yaml")
+	writeFile(t, manifest, `components:
+  - {tool: kubelet, distro: azurelinux-3.0, packageVersion: "1.35.7-2.azl3"}
+  - {tool: kubectl, distro: azurelinux-3.0, packageVersion: "1:1.35.7-1.azl3"}
+  - {tool: kubelet, distro: azurelinux-3.0, packageVersion: "1.35.70-1.azl3"}
+  - {tool: kubectl, distro: azurelinux-3.0, packageVersion: "1.35.70-1.azl3"}
+`)
+	kubelet := pkg(t, platform.RPM, "kubelet", "1.35.7-2.azl3", platform.AMD64)
+	kubectl := pkg(t, platform.RPM, "kubectl", "1:1.35.7-1.azl3", platform.AMD64)
+	t.Run("bake and boot from the cache", func(t *testing.T) {
+		root := newRoot(t, "azurelinux-3.0")
+		cache(t, root, "kubelet", kubelet, "")
+		cache(t, root, "kubectl", kubectl, "")
+		// The decoy: the right name and version for the other arch.
+		cache(t, root, "kubelet", pkg(t, platform.RPM, "kubelet", "1.35.7-2.azl3", platform.ARM64), "")
+		r := run(t, nil, "--dry-run", "--root", root, "--arch", "amd64", manifest).must(t, ExitOK)
+		if !strings.Contains(r.stdout, "it holds kubelet=1.35.7-2.azl3 (arm64)") {
+			t.Errorf("plan does not say why the aarch64 rpm is ignored:\n%s", r.stdout)
+		}
+		cache(t, root, "kubelet", pkg(t, platform.RPM, "kubelet", "1.35.70-1.azl3", platform.AMD64), "")
+		cache(t, root, "kubectl", pkg(t, platform.RPM, "kubectl", "1.35.70-1.azl3", platform.AMD64), "")
+		run(t, nil, "--mode=bake", "--root", root, "--arch", "amd64", manifest).must(t, ExitOK)
+		run(t, nil, "--mode=verify", "--exec", "--root", root, "--arch", "amd64", manifest).must(t, ExitOK)
+		run(t, nil, "--mode=boot", "--k8s-version", "1.35.7", "--root", root, "--arch", "amd64", manifest).must(t, ExitOK)
+		if out := runBinary(t, filepath.Join(root, "opt/bin/kubectl")); out != "Kubernetes v1.35.7\n" {
+			t.Errorf("kubectl reports %q", out)
+		}
+	})
+	t.Run("fetch with dnf", func(t *testing.T) {
+		repo := dnfRepo(t, kubelet, kubectl,
+			pkg(t, platform.RPM, "kubelet", "1.35.7-2.azl3", platform.ARM64),
+			pkg(t, platform.RPM, "kubelet", "1.35.70-1.azl3", platform.AMD64),
+			pkg(t, platform.RPM, "kubectl", "1.35.70-1.azl3", platform.AMD64))
+		root := newRoot(t, "azurelinux-3.0")
+		args := append([]string{"--mode=boot", "--k8s-version", "1.35.7", "--root", root, "--arch", "amd64"}, repo...)
+		r := run(t, nil, append(args, manifest)...).must(t, ExitOK)
+		if !strings.Contains(r.stdout, "+ fetch kubectl=1:1.35.7-1.azl3 (amd64) with dnf into /opt/kubectl/downloads") {
+			t.Errorf("boot output:\n%s", r.stdout)
+		}
+		for _, tool := range []string{"kubelet", "kubectl"} {
+			if out := runBinary(t, filepath.Join(root, "opt/bin", tool)); out != "Kubernetes v1.35.7\n" {
+				t.Errorf("%s reports %q", tool, out)
+			}
+		}
+		if m := elfMachine(t, filepath.Join(root, "opt/bin/kubelet")); m != "EM_X86_64" {
+			t.Errorf("kubelet is %s", m)
+		}
+	})
+}
+
 // TestBootFetchesExactVersionWithApt is the package-manager step: nothing
 // cached, nothing baked; apt-get must fetch exactly 1.34.1 for amd64 from a
 // repository that also offers 1.34.10, 1.34.11, 1.34.10~rc.1 and arm64.

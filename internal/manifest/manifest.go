@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path"
+	"sigs.k8s.io/yaml"
 	"slices"
 	"strings"
 
@@ -95,11 +96,19 @@ func Parse(name string, data []byte) (*Manifest, error) {
 	if lines == nil {
 		return nil, &Error{File: name, Problems: problems}
 	}
-	// value holds only what has the shape of a Manifest, as JSON values.
 	var m Manifest
-	b, err := json.Marshal(value)
-	if err == nil {
-		err = json.Unmarshal(b, &m)
+	var err error
+	if len(problems) == 0 {
+		// The shape check has refused everything YAML 1.1 and 1.2 read
+		// differently, so the strict decoder sees what it saw.
+		err = yaml.UnmarshalStrict(data, &m)
+	} else {
+		// value holds only what has the shape of a Manifest, as JSON
+		// values: decoding it lets validation report the other problems.
+		var b []byte
+		if b, err = json.Marshal(value); err == nil {
+			err = json.Unmarshal(b, &m)
+		}
 	}
 	if err != nil {
 		return nil, &Error{File: name, Problems: append(problems, Problem{Msg: "decoding: " + err.Error()})}

@@ -138,8 +138,11 @@ func RPM(dir string, s Spec) (string, error) {
 		return "", fmt.Errorf("rpm compression %q: expected gzip, xz or zstd", s.Compression)
 	}
 	rpmArch := s.Arch.In(platform.RPM)
-	err = run(top, "rpmbuild", "-bb", "--target", rpmArch,
+	err = run(top, "rpmbuild", "-bb", "--quiet", "--target", rpmArch,
 		"--define", "_topdir "+top,
+		"--define", "_tmppath "+top, // not /var/tmp
+		"--define", "_dbpath "+filepath.Join(top, "rpmdb"), // not ~/.rpmdb; rpmbuild ignores --dbpath
+		"--define", "__os_install_post %{nil}",
 		"--define", "__strip /bin/true",
 		"--define", "_build_id_links none",
 		"--define", "debug_package %{nil}",

@@ -57,3 +57,36 @@ func AptRepo(dir string, debs ...string) ([]string, error) {
 		"-o", "APT::Sandbox::User=root",
 	}, nil
 }
+
+// DnfRepo makes an rpm-md repository in dir holding rpms (createrepo_c) and
+// returns the dnf options that point dnf at it alone and keep every file dnf
+// writes under dir.
+func DnfRepo(dir string, rpms ...string) ([]string, error) {
+	repo := filepath.Join(dir, "repo")
+	if err := os.MkdirAll(repo, 0o755); err != nil {
+		return nil, err
+	}
+	for _, r := range rpms {
+		data, err := os.ReadFile(r)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(repo, filepath.Base(r)), data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	if err := run(dir, "createrepo_c", "--quiet", repo); err != nil {
+		return nil, err
+	}
+	return []string{
+		"--installroot=" + filepath.Join(dir, "installroot"),
+		"--releasever=3.0",
+		"--setopt=reposdir=/dev/null",
+		"--setopt=cachedir=" + filepath.Join(dir, "dnfcache"),
+		"--repofrompath=local,file://" + repo,
+		"--repo=local",
+		"--nogpgcheck",
+		// This plugin writes /var/cache/dnf/packages.db whatever the options.
+		"--disableplugin=generate_completion_cache",
+	}, nil
+}
