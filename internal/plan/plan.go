@@ -114,10 +114,8 @@ func Compute(m *manifest.Manifest, st *state.State, req Request) (*Plan, error) 
 	p := &Plan{FormatVersion: FormatVersion, Mode: req.Mode, Distro: req.Distro.String(), Arch: string(req.Arch), Actions: []Action{}}
 	entries := m.Entries(req.Distro, req.Arch)
 	p.Applicable = len(entries) > 0
-	if req.Mode != Verify {
-		for _, t := range st.Temps {
-			p.Actions = append(p.Actions, Action{Op: Remove, Entry: -1, Path: t, Reason: "temp file left by an interrupted run"})
-		}
+	for _, t := range st.Temps {
+		p.Actions = append(p.Actions, Action{Op: Remove, Entry: -1, Path: t, Reason: "temp file left by an interrupted run"})
 	}
 	switch req.Mode {
 	case Bake:
@@ -132,11 +130,11 @@ func Compute(m *manifest.Manifest, st *state.State, req Request) (*Plan, error) 
 		if p.Applicable {
 			p.boot(entries, st, req)
 		}
-	case Verify:
-		// Verify changes nothing; its checks are in package verify.
 	default:
-		return nil, fmt.Errorf("unknown mode %q", req.Mode)
+		// Verify plans nothing: package verify checks the disk.
+		return nil, fmt.Errorf("mode %q has no plan", req.Mode)
 	}
+	p.noteUnused(entries, st)
 	return p, nil
 }
 
@@ -146,7 +144,7 @@ func (p *Plan) bake(e manifest.Entry, st *state.State, req Request) {
 	} else if why != "" {
 		p.Notes = append(p.Notes, why)
 	}
-	pkg, ok := p.cached(e, st)
+	pkg, ok := cached(e, st)
 	if !ok {
 		p.Problems = append(p.Problems, Problem{Tool: e.Tool, Entry: e.Index, ExitCode: 1,
 			Message: fmt.Sprintf("%s: no package %s=%s (%s) in %s", e.ID(), e.Package, e.Version, e.Arch, e.CacheDir)})
@@ -236,7 +234,7 @@ func (p *Plan) bootTool(e manifest.Entry, st *state.State, req Request) {
 		}
 	}
 	a.Candidates = e.BinaryPaths
-	if pkg, ok := p.cached(e, st); ok {
+	if pkg, ok := cached(e, st); ok {
 		a.Op, a.PackageFile, a.CacheDir, a.Reason = Extract, pkg.File, e.CacheDir, "cached package"
 		if req.EnforcePackage {
 			a.Reason = "package install enforced: cached package"
@@ -274,25 +272,46 @@ func intact(e manifest.Entry, path string, st *state.State, req Request) (ok boo
 }
 
 // cached finds the package for e in its cache dir by the package's own
-// metadata; the others are noted with why they were not used.
-func (p *Plan) cached(e manifest.Entry, st *state.State) (state.Package, bool) {
-	var found *state.Package
+// metadata, never by its file name.
+func cached(e manifest.Entry, st *state.State) (state.Package, bool) {
 	for _, pkg := range st.Cache[e.CacheDir] {
-		switch {
-		case pkg.Err != nil:
-			p.Notes = append(p.Notes, fmt.Sprintf("ignored %s: %v", pkg.File, pkg.Err))
-		case pkg.Name != e.Package:
-			// Another tool's package in a shared cache: not worth a note.
-		case !pkgversion.Equal(pkg.Version, e.Version) || !pkg.Arch.Runs(e.Arch):
-			p.Notes = append(p.Notes, fmt.Sprintf("ignored %s for %s: it holds %s=%s (%s)", pkg.File, e.ID(), pkg.Name, pkg.Version, pkg.Arch))
-		case found == nil:
-			found = &pkg
+		if pkg.Err == nil && pkg.Name == e.Package && pkgversion.Equal(pkg.Version, e.Version) && pkg.Arch.Runs(e.Arch) {
+			return pkg, true
 		}
 	}
-	if found == nil {
-		return state.Package{}, false
+	return state.Package{}, false
+}
+
+// noteUnused says why cached packages were passed over: unreadable ones
+// always, and the others of a tool whose cache was searched in vain (every
+// tool at bake; at boot those that must be fetched), so a package whose file
+// name lies about its version is visible in the plan.
+func (p *Plan) noteUnused(entries []manifest.Entry, st *state.State) {
+	used := map[string]bool{}
+	searched := map[string]bool{}
+	for _, a := range p.Actions {
+		used[a.PackageFile] = true
+		if p.Mode == Bake || a.Op == Fetch {
+			searched[a.Package] = true
+		}
 	}
-	return *found, true
+	var dirs []string
+	for _, e := range entries {
+		if !slices.Contains(dirs, e.CacheDir) {
+			dirs = append(dirs, e.CacheDir)
+		}
+	}
+	for _, dir := range dirs {
+		for _, pkg := range st.Cache[dir] {
+			switch {
+			case pkg.Err != nil:
+				p.Notes = append(p.Notes, fmt.Sprintf("ignored %s: %v", pkg.File, pkg.Err))
+			case searched[pkg.Name] && !used[pkg.File]:
+				p.Notes = append(p.Notes, fmt.Sprintf("ignored %s: it holds %s=%s (%s), which no entry for %s %s asks for",
+					pkg.File, pkg.Name, pkg.Version, pkg.Arch, p.Distro, p.Arch))
+			}
+		}
+	}
 }
 
 func base(e manifest.Entry) Action {

@@ -1,0 +1,242 @@
+package plan_test
+
+import (
+	"bytes"
+	"flag"
+	"go/build"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+
+	"github.com/nodeimage/reconcile/internal/deps"
+	"github.com/nodeimage/reconcile/internal/manifest"
+	"github.com/nodeimage/reconcile/internal/pkgversion"
+	"github.com/nodeimage/reconcile/internal/plan"
+	"github.com/nodeimage/reconcile/internal/platform"
+	"github.com/nodeimage/reconcile/internal/state"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+const components = `tools:
+  azure-acr-credential-provider:
+    target: /var/lib/kubelet/credential-provider/acr-credential-provider
+components:
+  - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.34.10-ubuntu24.04u1"}
+  - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.34.10-ubuntu24.04u1"}
+  - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1"}
+  - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1"}
+  - {tool: azure-acr-credential-provider, distro: ubuntu-24.04, packageVersion: "1.34.13-ubuntu24.04u1", k8sVersion: "1.34"}
+  - {tool: azure-acr-credential-provider, distro: ubuntu-24.04, packageVersion: "1.35.8-ubuntu24.04u1", k8sVersion: "1.35"}
+`
+
+var (
+	ubuntu = platform.Distro{ID: "ubuntu", VersionID: "24.04"}
+	mtime  = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+)
+
+func deb(v string) pkgversion.Version { return pkgversion.MustParse(platform.Deb, v) }
+
+// disk builds an observed state in a few words.
+type disk struct{ st *state.State }
+
+func newDisk() *disk {
+	return &disk{&state.State{Files: map[string]state.File{}, Versioned: map[string][]string{}, Cache: map[string][]state.Package{},
+		Record: state.Record{Format: state.RecordFormat, Files: map[string]state.Binary{}}}}
+}
+
+// baked adds a versioned binary (or a target) that matches the record.
+func (d *disk) baked(tool, version, path string) *disk {
+	d.st.Files[path] = state.File{Regular: true, Size: 1000, ModTime: mtime, Mode: 0o755}
+	d.st.Record.Files[path] = state.Binary{Tool: tool, PackageVersion: version, Arch: "amd64", Size: 1000, ModTime: mtime,
+		SHA256: "ab", Depends: []string{"iptables", "conntrack"}}
+	if strings.HasPrefix(path, "/opt/bin/"+tool+"-") {
+		d.st.Versioned[tool] = append(d.st.Versioned[tool], path)
+	}
+	return d
+}
+
+func (d *disk) cached(tool, version string, arch platform.Arch, file string) *disk {
+	dir := "/opt/" + tool + "/downloads"
+	d.st.Cache[dir] = append(d.st.Cache[dir], state.Package{File: dir + "/" + file, Name: tool, Version: deb(version), Arch: arch,
+		Depends: []string{"iptables", "conntrack"}})
+	return d
+}
+
+func (d *disk) emptyCaches(tools ...string) *disk {
+	for _, t := range tools {
+		if d.st.Cache["/opt/"+t+"/downloads"] == nil {
+			d.st.Cache["/opt/"+t+"/downloads"] = []state.Package{}
+		}
+	}
+	return d
+}
+
+func bakedImage() *disk {
+	d := newDisk()
+	for _, v := range []string{"1.34.10", "1.35.7"} {
+		d.baked("kubelet", v+"-ubuntu24.04u1", "/opt/bin/kubelet-"+v).baked("kubectl", v+"-ubuntu24.04u1", "/opt/bin/kubectl-"+v)
+	}
+	d.baked("azure-acr-credential-provider", "1.34.13-ubuntu24.04u1", "/opt/bin/azure-acr-credential-provider-1.34.13")
+	d.baked("azure-acr-credential-provider", "1.35.8-ubuntu24.04u1", "/opt/bin/azure-acr-credential-provider-1.35.8")
+	return d.emptyCaches("kubelet", "kubectl", "azure-acr-credential-provider")
+}
+
+func TestCompute(t *testing.T) {
+	m, err := manifest.Parse("components.yaml", []byte(components))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k8s := func(s string) *semver.Version { return semver.MustParse(s) }
+	boot := func(v string) plan.Request {
+		return plan.Request{Mode: plan.Boot, Distro: ubuntu, Arch: platform.AMD64, K8sVersion: k8s(v), Manager: "apt-get"}
+	}
+	bake := plan.Request{Mode: plan.Bake, Distro: ubuntu, Arch: platform.AMD64}
+	tests := []struct {
+		name  string
+		disk  *disk
+		req   plan.Request
+		edit  func(*plan.Request, *state.State)
+		empty bool // the plan must have no actions
+	}{
+		{name: "bake-empty-disk", disk: newDisk(), req: bake},
+		{name: "bake-from-cache", req: bake, disk: newDisk().
+			cached("kubelet", "1.34.10-ubuntu24.04u1", platform.AMD64, "a.deb").
+			cached("kubelet", "1.34.1-ubuntu24.04u1", platform.AMD64, "kubelet_1.34.10-ubuntu24.04u1_amd64.deb").
+			cached("kubelet", "1.35.7-ubuntu24.04u1", platform.ARM64, "b.deb").
+			cached("kubelet", "1.35.7-ubuntu24.04u1", platform.Any, "c.deb").
+			cached("kubectl", "1.34.10-ubuntu24.04u1", platform.AMD64, "d.deb").
+			cached("kubectl", "1.35.7-ubuntu24.04u1", platform.AMD64, "e.deb").
+			cached("azure-acr-credential-provider", "1.34.13-ubuntu24.04u1", platform.AMD64, "f.deb").
+			cached("azure-acr-credential-provider", "1.35.8-ubuntu24.04u1", platform.AMD64, "g.deb")},
+		{name: "bake-converged", req: bake, disk: bakedImage(), empty: true},
+		{name: "bake-tampered-and-interrupted", req: bake, disk: bakedImage().cached("kubelet", "1.35.7-ubuntu24.04u1", platform.AMD64, "k.deb"),
+			edit: func(_ *plan.Request, st *state.State) {
+				st.Files["/opt/bin/kubelet-1.35.7"] = state.File{Regular: true, Size: 999, ModTime: mtime}
+				st.Temps = []string{"/opt/bin/.reconcile-tmp-kubelet-1.35.7-0a1b2c"}
+			}},
+		{name: "boot-versioned", req: boot("1.35.7"), disk: bakedImage()},
+		{name: "boot-minor-line", req: boot("1.35.99"), disk: bakedImage()},
+		{name: "boot-enforced", req: boot("1.35.7"), disk: bakedImage().
+			cached("kubelet", "1.35.7-ubuntu24.04u1", platform.AMD64, "k.deb").
+			cached("kubectl", "1.35.7-ubuntu24.04u1", platform.AMD64, "c.deb").
+			cached("azure-acr-credential-provider", "1.35.8-ubuntu24.04u1", platform.AMD64, "a.deb"),
+			edit: func(r *plan.Request, _ *state.State) { r.EnforcePackage = true }},
+		{name: "boot-nothing-there", req: boot("1.34.10"), disk: newDisk()},
+		{name: "boot-converged", req: boot("1.35.7"), disk: newDisk().
+			baked("kubelet", "1.35.7-ubuntu24.04u1", "/opt/bin/kubelet").
+			baked("kubectl", "1.35.7-ubuntu24.04u1", "/opt/bin/kubectl").
+			baked("azure-acr-credential-provider", "1.35.8-ubuntu24.04u1", "/var/lib/kubelet/credential-provider/acr-credential-provider"),
+			empty: true},
+		{name: "boot-other-version-at-target", req: boot("1.35.7"), disk: bakedImage().
+			baked("kubelet", "1.34.10-ubuntu24.04u1", "/opt/bin/kubelet")},
+		{name: "boot-missing-deps", req: boot("1.35.7"), disk: bakedImage(),
+			edit: func(_ *plan.Request, st *state.State) {
+				st.Deps = deps.Result{Checked: true, Missing: map[string]bool{"conntrack": true}}
+			}},
+		{name: "boot-require-deps", req: boot("1.35.7"), disk: bakedImage(),
+			edit: func(r *plan.Request, st *state.State) {
+				r.RequireDeps = true
+				st.Deps = deps.Result{Checked: true, Missing: map[string]bool{"conntrack": true}}
+			}},
+		{name: "boot-unserved-version", req: boot("1.36.0"), disk: bakedImage(), empty: true},
+		{name: "other-distro", req: plan.Request{Mode: plan.Bake, Distro: platform.Distro{ID: "debian", VersionID: "12"}, Arch: platform.AMD64},
+			disk: newDisk(), empty: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := tc.req
+			if tc.edit != nil {
+				tc.edit(&req, tc.disk.st)
+			}
+			p, err := plan.Compute(m, tc.disk.st, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.empty != (len(p.Actions) == 0) {
+				t.Errorf("%d actions, want empty=%v", len(p.Actions), tc.empty)
+			}
+			var text, js bytes.Buffer
+			if err := p.WriteText(&text, m.Distros()); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.WriteJSON(&js); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, tc.name+".txt", text.Bytes())
+			golden(t, tc.name+".json", js.Bytes())
+		})
+	}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(p, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", p, got, want)
+	}
+}
+
+func TestVerifyHasNoPlan(t *testing.T) {
+	m, _ := manifest.Parse("c.yaml", []byte(components))
+	if _, err := plan.Compute(m, newDisk().st, plan.Request{Mode: plan.Verify, Distro: ubuntu, Arch: platform.AMD64}); err == nil {
+		t.Fatal("verify planned")
+	}
+}
+
+func TestBootWithoutClusterVersion(t *testing.T) {
+	m, _ := manifest.Parse("c.yaml", []byte(components))
+	if _, err := plan.Compute(m, newDisk().st, plan.Request{Mode: plan.Boot, Distro: ubuntu, Arch: platform.AMD64}); err == nil {
+		t.Fatal("boot without a cluster version planned")
+	}
+}
+
+func TestExitCodeIsTheFirstFailingTool(t *testing.T) {
+	m, _ := manifest.Parse("c.yaml", []byte(components))
+	p, err := plan.Compute(m, newDisk().st, plan.Request{Mode: plan.Boot, Distro: ubuntu, Arch: platform.AMD64, K8sVersion: semver.MustParse("1.30.0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pe *plan.Error
+	if e := p.Err(); e == nil || !asPlanError(e, &pe) || pe.ExitCode() != 121 || len(pe.Problems) != 3 {
+		t.Fatalf("err %v, want kubelet's 121 first of 3 problems", p.Err())
+	}
+	if codes := []int{pe.Problems[1].ExitCode, pe.Problems[2].ExitCode}; !slices.Equal(codes, []int{122, 205}) {
+		t.Errorf("kubectl and credential provider codes %v", codes)
+	}
+}
+
+func asPlanError(err error, target **plan.Error) bool {
+	pe, ok := err.(*plan.Error)
+	*target = pe
+	return ok
+}
+
+// TestPlanIsPure keeps planning free of side effects: it may not run
+// commands nor reach into apply.
+func TestPlanIsPure(t *testing.T) {
+	pkg, err := build.ImportDir(".", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, imp := range pkg.Imports {
+		if imp == "os/exec" || imp == "os" || strings.HasSuffix(imp, "/internal/apply") || strings.HasSuffix(imp, "/internal/pkgmgr") {
+			t.Errorf("internal/plan imports %s", imp)
+		}
+	}
+}
