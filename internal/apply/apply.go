@@ -33,8 +33,9 @@ type Options struct {
 	Limits   pkgfile.Limits
 	HostArch platform.Arch
 	Format   platform.Format // the distro's package format, for Fetch
-	// Progress, when set, is told how many bytes each extraction wrote.
-	Progress func(a plan.Action, written int64)
+	// Progress, when set, is told how many bytes each extraction wrote and
+	// how long it took.
+	Progress func(a plan.Action, written int64, took time.Duration)
 	// AfterAction, when set, runs after each action: the crash tests stop
 	// the process there.
 	AfterAction func(a plan.Action)
@@ -208,16 +209,18 @@ func (r *run) extract(ctx context.Context, a plan.Action, pkgPath string, res *p
 	}
 	// The plan chose this file by its metadata; check again in case the
 	// cache changed since.
-	if pkg.Name != a.Package || pkg.Version.String() != a.PackageVersion || !pkg.Arch.Runs(platform.Arch(a.Arch)) {
+	want, err := pkgversion.Parse(pkg.Format, a.PackageVersion)
+	if err != nil || pkg.Name != a.Package || !pkgversion.Equal(pkg.Version, want) || !pkg.Arch.Runs(platform.Arch(a.Arch)) {
 		return fmt.Errorf("%s holds %s=%s (%s), not %s=%s (%s): the cache changed since planning",
 			pkgPath, pkg.Name, pkg.Version, pkg.Arch, a.Package, a.PackageVersion, a.Arch)
 	}
+	start := time.Now()
 	entry, written, err := pkg.ExtractTo(r.o.Root, rootfs.Rel(a.Path), a.Candidates)
 	if err != nil {
 		return err
 	}
 	if r.o.Progress != nil {
-		r.o.Progress(a, written.Size)
+		r.o.Progress(a, written.Size, time.Since(start))
 	}
 	res.Size, res.SHA256 = written.Size, written.SHA256
 	fi, err := r.o.Root.Lstat(rootfs.Rel(a.Path))

@@ -14,6 +14,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/term"
@@ -323,10 +324,11 @@ func (c *command) applyOptions(root *os.Root, req plan.Request, p *plan.Plan) ap
 		o.Manager = m
 	}
 	if f, ok := c.stderr.(*os.File); ok && c.o.output == "text" && term.IsTerminal(int(f.Fd())) {
-		start := time.Now()
-		o.Progress = func(a plan.Action, n int64) {
-			secs := time.Since(start).Seconds()
-			fmt.Fprintf(c.stderr, "  %s %s: %.1f MB written, %.0f MB/s since start\n", a.Tool, a.PackageVersion, float64(n)/1e6, float64(n)/1e6/max(secs, 1e-3))
+		var done atomic.Int64
+		total := len(p.Actions)
+		o.Progress = func(a plan.Action, n int64, took time.Duration) {
+			fmt.Fprintf(c.stderr, "[%d/%d] %s %s: %.1f MB in %s (%.0f MB/s)\n", done.Add(1), total, a.Tool, a.PackageVersion,
+				float64(n)/1e6, took.Round(time.Millisecond), float64(n)/1e6/max(took.Seconds(), 1e-3))
 		}
 	}
 	return o

@@ -161,6 +161,9 @@ func (p *Package) readControl(f *os.File, m arMember) error {
 	}
 	if sums != nil {
 		if p.deb.md5sums, err = parseMD5Sums(sums); err != nil {
+			if errors.Is(err, errTooLarge) {
+				return p.errf(ErrTooLarge, m.name, err, "md5sums")
+			}
 			return p.errf(ErrCorrupt, m.name, err, "md5sums")
 		}
 	}
@@ -243,6 +246,9 @@ func parseMD5Sums(b []byte) (map[string]string, error) {
 		name, ok := cleanName(strings.TrimLeft(line[33:], " *"))
 		if !ok || name == "." {
 			return nil, fmt.Errorf("bad path in line %q", line)
+		}
+		if len(sums) >= maxFiles {
+			return nil, fmt.Errorf("%w: more than %d files", errTooLarge, maxFiles)
 		}
 		if _, dup := sums[name]; dup {
 			return nil, fmt.Errorf("%s listed twice", name)
@@ -376,38 +382,6 @@ type hashCheck struct {
 	}
 	want string // lower-case hex
 	from string // where the package declares it
-}
-
-// copyEntry copies exactly size bytes of an entry from r to w, feeding
-// sum on the way and verifying it at the end.
-func (p *Package) copyEntry(w io.Writer, r io.Reader, name string, size int64, sum *hashCheck, member string) error {
-	buf := make([]byte, min(bufSize, max(size, 1)))
-	var n int64
-	for n < size {
-		chunk := buf[:min(int64(len(buf)), size-n)]
-		k, err := io.ReadFull(r, chunk)
-		if k > 0 {
-			if sum != nil {
-				sum.h.Write(chunk[:k])
-			}
-			if _, werr := w.Write(chunk[:k]); werr != nil {
-				return fmt.Errorf("writing %s from %s: %w", name, p.Path, werr)
-			}
-			n += int64(k)
-		}
-		if err != nil {
-			if errors.Is(err, errTooLarge) {
-				return p.errf(ErrTooLarge, member, nil, "%v", err)
-			}
-			return p.errf(ErrCorrupt, name, noEOF(err), "%d of %d declared bytes read", n, size)
-		}
-	}
-	if sum != nil {
-		if got := hex.EncodeToString(sum.h.Sum(nil)); got != sum.want {
-			return p.errf(ErrDigest, name, nil, "content has digest %s, %s declares %s", got, sum.from, sum.want)
-		}
-	}
-	return nil
 }
 
 // errTooLarge is returned by capReader past its cap.

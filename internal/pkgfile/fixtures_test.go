@@ -78,7 +78,7 @@ func lookTools(names ...string) error {
 // realFixtures returns every real package: debs in gzip, xz, zstd, none and
 // bzip2 (dpkg-deb 1.21 cannot write bzip2, so that one is the gzip deb
 // re-packed), rpms in gzip, xz, zstd, bzip2 and lzma, each for amd64 and
-// arm64 with different binary content.
+// arm64 with different binary content; and an uncompressed rpm.
 func realFixtures(t testing.TB) []fixture {
 	t.Helper()
 	fixturesOnce.Do(func() { fixtureList, fixtureErr = buildFixtures(fixtureDir) })
@@ -265,7 +265,7 @@ echo installed
 /usr/share/doc/kubelet/copyright
 `
 
-var rpmPayloads = map[string]string{"gzip": "w9.gzdio", "xz": "w6.xzdio", "zstd": "w19.zstdio", "bzip2": "w9.bzdio", "lzma": "w6.lzdio"}
+var rpmPayloads = map[string]string{"none": "w.ufdio", "gzip": "w9.gzdio", "xz": "w6.xzdio", "zstd": "w19.zstdio", "bzip2": "w9.bzdio", "lzma": "w6.lzdio"}
 
 func buildRPMs(dir string, arch platform.Arch, kubelet, helper []byte) ([]fixture, error) {
 	src := filepath.Join(dir, "rpmsrc-"+string(arch))
@@ -283,7 +283,7 @@ func buildRPMs(dir string, arch platform.Arch, kubelet, helper []byte) ([]fixtur
 		return nil, err
 	}
 	var out []fixture
-	for _, comp := range []string{"gzip", "xz", "zstd", "bzip2", "lzma"} {
+	for _, comp := range []string{"gzip", "xz", "zstd", "bzip2", "lzma", "none"} {
 		top := filepath.Join(dir, "rpmtop-"+comp+"-"+string(arch))
 		_, err := run(src, "rpmbuild", "-bb", "--quiet", "--target", arch.In(platform.RPM),
 			"--define", "_topdir "+top,

@@ -171,6 +171,16 @@ func TestHostilePackages(t *testing.T) {
 			copy(b[96+16+8:], []byte{0x7f, 0, 0, 0})
 			return b
 		}), nil, ErrCorrupt, "outside the"},
+		{"rpm huge tag count", edit(rpm(goodRPM), func(b []byte) []byte { copy(b[96+16+12:], []byte{0, 0x20, 0, 0}); return b }), nil, ErrTooLarge, "limit 1048576"},
+		{"deb too many md5sums", deb(func() pkgtest.Deb {
+			d := goodDeb
+			var files []pkgtest.File
+			for i := range maxFiles + 1 {
+				files = append(files, pkgtest.File{Name: fmt.Sprintf("./f%d", i)})
+			}
+			d.Files = append(files, kubelet)
+			return d
+		}()), nil, ErrTooLarge, "more than 262144 files"},
 		{"rpm huge index count", edit(rpm(goodRPM), func(b []byte) []byte { copy(b[96+8:], []byte{0xff, 0xff, 0xff, 0xff}); return b }), nil, ErrTooLarge, "header"},
 		{"rpm payload is not what the header says", edit(rpm(rpmWith(func(r *pkgtest.RPM) { r.Compression = "zstd" })), func(b []byte) []byte {
 			i := bytes.Index(b, []byte("zstd\x00"))

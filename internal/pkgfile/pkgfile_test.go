@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodeimage/reconcile/internal/pkgfile/pkgtest"
 	"github.com/nodeimage/reconcile/internal/pkgversion"
 	"github.com/nodeimage/reconcile/internal/platform"
 )
@@ -223,11 +224,24 @@ func TestExtractTo(t *testing.T) {
 func TestExtractToFailureLeavesNothing(t *testing.T) {
 	f := fixtureFor(t, platform.RPM, "gzip", platform.AMD64)
 	good, _ := os.ReadFile(f.path)
+	big := bytes.Repeat([]byte("0123456789abcdef"), (asyncMin+100)/16) // takes the async path
+	badRPM, err := rpmWith(func(r *pkgtest.RPM) {
+		r.Files = []pkgtest.File{{Name: "./usr/bin/kubelet", Body: big, Digest: strings.Repeat("ab", 32)}}
+	}).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	badDeb, err := withFiles(pkgtest.File{Name: "./usr/bin/kubelet", Body: big, Digest: strings.Repeat("ab", 16)}).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cases := map[string]struct {
 		pkg  []byte
 		want error
 	}{
-		"not found": {good, ErrNotFound},
+		"rpm file digest": {badRPM, ErrDigest},
+		"deb md5sum":      {badDeb, ErrDigest},
+		"not found":       {good, ErrNotFound},
 		// The last bytes are the gzip trailer: the whole file is written
 		// before the CRC fails.
 		"bad gzip trailer": {flip(good, len(good)-6), ErrCorrupt},
@@ -371,5 +385,67 @@ func TestNotAPackage(t *testing.T) {
 	}
 	if _, err := Open(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing: err = %v", err)
+	}
+}
+
+type failWriter struct{ after int64 }
+
+func (f *failWriter) Write(p []byte) (int, error) {
+	if f.after -= int64(len(p)); f.after < 0 {
+		return 0, errors.New("disk full")
+	}
+	return len(p), nil
+}
+
+// TestLargeEntries covers the path where writing runs on its own
+// goroutine: content, ExtractTo, and a destination that fails.
+func TestLargeEntries(t *testing.T) {
+	big := randomBytes(7, asyncMin*2+12345)
+	file := pkgtest.File{Name: "./usr/bin/kubelet", Body: big}
+	dir := t.TempDir()
+	for _, comp := range []string{"gzip", "zstd", "none"} {
+		debBytes, err := withFiles(file, otherFile).Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if comp != "gzip" {
+			d := withFiles(file, otherFile)
+			d.Compression = comp
+			debBytes, _ = d.Bytes()
+		}
+		rpmBytes, err := rpmWith(func(r *pkgtest.RPM) { r.Files = []pkgtest.File{file, otherFile}; r.Compression = comp }).Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for kind, b := range map[string][]byte{"deb": debBytes, "rpm": rpmBytes} {
+			t.Run(kind+"-"+comp, func(t *testing.T) {
+				path := filepath.Join(dir, kind+comp)
+				os.WriteFile(path, b, 0o644)
+				p, err := Open(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var buf bytes.Buffer
+				if _, err := p.Extract([]string{"usr/bin/kubelet"}, &buf); err != nil || !bytes.Equal(buf.Bytes(), big) {
+					t.Fatalf("Extract: %v, %d bytes", err, buf.Len())
+				}
+				rootDir := t.TempDir()
+				root, _ := os.OpenRoot(rootDir)
+				defer root.Close()
+				if _, res, err := p.ExtractTo(root, "opt/bin/kubelet", []string{"usr/bin/kubelet"}); err != nil || res.Size != int64(len(big)) {
+					t.Fatalf("ExtractTo: %v %+v", err, res)
+				}
+				if got, _ := os.ReadFile(filepath.Join(rootDir, "opt/bin/kubelet")); !bytes.Equal(got, big) {
+					t.Fatal("ExtractTo wrote other content")
+				}
+				if files := filesUnder(t, rootDir); len(files) != 1 {
+					t.Errorf("files left: %q", files)
+				}
+				_, err = p.Extract([]string{"usr/bin/kubelet"}, &failWriter{after: 3 << 20})
+				if err == nil || !strings.Contains(err.Error(), "disk full") || errors.Is(err, ErrCorrupt) {
+					t.Fatalf("failing writer: err = %v, want a write error that does not blame the package", err)
+				}
+			})
+		}
 	}
 }

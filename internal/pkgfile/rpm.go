@@ -119,6 +119,15 @@ func newHash(h crypto.Hash) hash.Hash {
 	return nil
 }
 
+// maxTagCount and maxFiles bound what a header within MaxMetadataSize can
+// make Open allocate: a 64 MiB store of NULs would otherwise be 64 M empty
+// strings (1 GiB of string headers). The largest real packages list ~100 k
+// files.
+const (
+	maxTagCount = 1 << 20
+	maxFiles    = 1 << 18
+)
+
 type rpmTag struct{ typ, off, count uint32 }
 
 type rpmHeader struct {
@@ -193,6 +202,9 @@ func (h *rpmHeader) check(t rpmTag) error {
 	off := uint64(t.off)
 	if t.typ == rpmNull {
 		return nil
+	}
+	if t.count > maxTagCount {
+		return fmt.Errorf("%w: %d values, limit %d", errTooLarge, t.count, maxTagCount)
 	}
 	if t.count == 0 || off >= size {
 		return fmt.Errorf("count %d, offset %d outside the %d-byte store", t.count, t.off, size)
@@ -343,7 +355,15 @@ func (p *Package) openRPM(f *os.File, size int64) error {
 	}
 	switch c := hdr.str(tagPayloadCompressor); c {
 	case "":
-		p.Compression = compGzip // rpm's default before the tag existed
+		// rpmbuild omits the tag for an uncompressed payload (w.ufdio),
+		// and rpm reads an untagged one through zlib, which passes plain
+		// data through: gzip if it has the magic, else none.
+		var m [2]byte
+		f.ReadAt(m[:], r.payloadOff)
+		p.Compression = compNone
+		if string(m[:]) == string(compMagic[compGzip]) {
+			p.Compression = compGzip
+		}
 	case compGzip, compXZ, compZstd, compBzip2, compLZMA:
 		p.Compression = c
 	default:
@@ -364,6 +384,8 @@ func (p *Package) openRPM(f *os.File, size int64) error {
 		kind := ErrCorrupt
 		if errors.Is(err, errEscapes) {
 			kind = ErrUnsafe
+		} else if errors.Is(err, errTooLarge) {
+			kind = ErrTooLarge
 		}
 		return p.errf(kind, "header", err, "file list")
 	}
@@ -451,6 +473,9 @@ func (r *rpmInfo) readFiles(hdr *rpmHeader) error {
 	if n == 0 {
 		return nil
 	}
+	if n > maxFiles {
+		return fmt.Errorf("%w: %d files, limit %d", errTooLarge, n, maxFiles)
+	}
 	sizes := hdr.ints(tagLongFileSizes)
 	if sizes == nil {
 		sizes = hdr.ints(tagFileSizes)
@@ -500,7 +525,7 @@ func (r *rpmInfo) readFiles(hdr *rpmHeader) error {
 	return nil
 }
 
-func (p *Package) extractRPM(f *os.File, want []string, w io.Writer) (Entry, error) {
+func (p *Package) extractRPM(f *os.File, want []string, w io.Writer, o *extractOpts) (Entry, error) {
 	r := p.rpm
 	// The header lists every file, so the wanted one is chosen before a
 	// byte of payload is decompressed.
@@ -541,7 +566,11 @@ func (p *Package) extractRPM(f *os.File, want []string, w io.Writer) (Entry, err
 			return Entry{}, p.errf(ErrUnsupported, fl.name, nil, "file digest algorithm %s", r.fileAlgoName)
 		}
 		e.Digest = r.fileAlgoName + ":" + fl.digest
-		sum = &hashCheck{h: newHash(r.fileAlgo), want: fl.digest, from: "the header"}
+		if o != nil && o.deferSHA256 && r.fileAlgo == crypto.SHA256 {
+			o.deferred, o.wantSHA256 = true, fl.digest
+		} else {
+			sum = &hashCheck{h: newHash(r.fileAlgo), want: fl.digest, from: "the header"}
+		}
 	}
 
 	const member = "payload"

@@ -287,7 +287,7 @@ func (r RPM) Bytes() ([]byte, error) {
 		ents = append(ents, rpmEntry{1003, rpmInt32, []uint32{uint32(r.Epoch)}})
 	}
 	if comp == "none" {
-		ents[5].val = "none"
+		ents = slices.Delete(ents, 5, 6) // rpmbuild writes no compressor tag for w.ufdio
 	}
 	if len(reqs) > 0 {
 		flags := make([]uint32, len(reqs))
