@@ -20,17 +20,6 @@ import (
 	"github.com/nodeimage/reconcile/internal/state"
 )
 
-// requireTool fails under CI (which must install it) and skips elsewhere.
-func requireTool(t testing.TB, f platform.Format) {
-	t.Helper()
-	if missing := pkgbuild.Missing(f); missing != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed: .ci/run must install it", missing)
-		}
-		t.Skipf("%s is not installed", missing)
-	}
-}
-
 // pkgCache builds each package once per test binary; roots get copies.
 var pkgCache struct {
 	sync.Mutex
@@ -42,7 +31,7 @@ var pkgCache struct {
 // binary that reports the upstream version.
 func pkg(t testing.TB, f platform.Format, tool, version string, arch platform.Arch) string {
 	t.Helper()
-	requireTool(t, f)
+	pkgbuild.RequireFormat(t, f)
 	pkgCache.Lock()
 	defer pkgCache.Unlock()
 	key := strings.Join([]string{string(f), tool, version, string(arch)}, " ")
@@ -311,7 +300,7 @@ func TestBootDecisions(t *testing.T) {
 }
 
 func TestBootWithNothingFails(t *testing.T) {
-	requireTool(t, platform.Deb)
+	pkgbuild.RequireFormat(t, platform.Deb)
 	root := newRoot(t, "ubuntu-24.04")
 	manifest := filepath.Join(t.TempDir(), "components.yaml")
 	writeFile(t, manifest, twoVersions)
@@ -416,16 +405,8 @@ func runBinary(t testing.TB, p string) string {
 // flags that point reconcile's apt-get at it alone.
 func aptRepo(t testing.TB, debs ...string) []string {
 	t.Helper()
-	requireTool(t, platform.Deb)
-	opts, err := pkgbuild.AptRepo(t.TempDir(), debs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var flags []string
-	for _, o := range opts {
-		flags = append(flags, "--pm-arg="+o)
-	}
-	return flags
+	pkgbuild.Require(t, "dpkg-scanpackages", "apt-get")
+	return pmFlags(t)(pkgbuild.AptRepo(t.TempDir(), debs...))
 }
 
 func emptyAptRepo(t testing.TB) []string { return aptRepo(t) }
@@ -433,24 +414,23 @@ func emptyAptRepo(t testing.TB) []string { return aptRepo(t) }
 // dnfRepo is aptRepo for rpms and dnf.
 func dnfRepo(t testing.TB, rpms ...string) []string {
 	t.Helper()
-	requireTool(t, platform.RPM)
-	for _, tool := range []string{"dnf", "createrepo_c"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is not installed: .ci/run must install it", tool)
-			}
-			t.Skipf("%s is not installed", tool)
+	pkgbuild.Require(t, "createrepo_c", "dnf")
+	return pmFlags(t)(pkgbuild.DnfRepo(t.TempDir(), rpms...))
+}
+
+// pmFlags turns package-manager options into reconcile's --pm-arg flags.
+func pmFlags(t testing.TB) func([]string, error) []string {
+	return func(opts []string, err error) []string {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
 		}
+		flags := make([]string, len(opts))
+		for i, o := range opts {
+			flags[i] = "--pm-arg=" + o
+		}
+		return flags
 	}
-	opts, err := pkgbuild.DnfRepo(t.TempDir(), rpms...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var flags []string
-	for _, o := range opts {
-		flags = append(flags, "--pm-arg="+o)
-	}
-	return flags
 }
 
 // TestAzureLinux runs the rpm side end to end: bake from cached rpms (one

@@ -37,16 +37,6 @@ func Tools(f platform.Format) []string {
 	return []string{"dpkg-deb"}
 }
 
-// Missing returns the first tool of f that is not on PATH, or "".
-func Missing(f platform.Format) string {
-	for _, t := range Tools(f) {
-		if _, err := exec.LookPath(t); err != nil {
-			return t
-		}
-	}
-	return ""
-}
-
 // Build writes the package into dir and returns its path.
 func Build(f platform.Format, dir string, s Spec) (string, error) {
 	if f == platform.RPM {

@@ -12,18 +12,8 @@ import (
 // sources nor changed.
 func AptRepo(dir string, debs ...string) ([]string, error) {
 	repo := filepath.Join(dir, "repo")
-	pool := filepath.Join(repo, "pool")
-	if err := os.MkdirAll(pool, 0o755); err != nil {
+	if err := copyInto(filepath.Join(repo, "pool"), debs); err != nil {
 		return nil, err
-	}
-	for _, d := range debs {
-		data, err := os.ReadFile(d)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(pool, filepath.Base(d)), data, 0o644); err != nil {
-			return nil, err
-		}
 	}
 	// --multiversion: without it dpkg-scanpackages keeps only the newest.
 	cmd := exec.Command("dpkg-scanpackages", "--multiversion", "pool", "/dev/null")
@@ -63,17 +53,8 @@ func AptRepo(dir string, debs ...string) ([]string, error) {
 // writes under dir.
 func DnfRepo(dir string, rpms ...string) ([]string, error) {
 	repo := filepath.Join(dir, "repo")
-	if err := os.MkdirAll(repo, 0o755); err != nil {
+	if err := copyInto(repo, rpms); err != nil {
 		return nil, err
-	}
-	for _, r := range rpms {
-		data, err := os.ReadFile(r)
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(repo, filepath.Base(r)), data, 0o644); err != nil {
-			return nil, err
-		}
 	}
 	if err := run(dir, "createrepo_c", "--quiet", repo); err != nil {
 		return nil, err
@@ -89,4 +70,21 @@ func DnfRepo(dir string, rpms ...string) ([]string, error) {
 		// This plugin writes /var/cache/dnf/packages.db whatever the options.
 		"--disableplugin=generate_completion_cache",
 	}, nil
+}
+
+// copyInto copies files into dir, creating it.
+func copyInto(dir string, files []string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
