@@ -98,17 +98,6 @@ func TestEmbedded(t *testing.T) {
 	if !strings.HasPrefix(string(manifests.Components), "# yaml-language-server: $schema=../schema/components.schema.json\n") {
 		t.Error("the embedded manifest does not point editors at the schema on its first line")
 	}
-	// Every packageVersion carries a Renovate annotation on the line above.
-	lines := strings.Split(string(manifests.Components), "\n")
-	renovate := regexp.MustCompile(`^\s*# renovate: datasource=(deb|rpm) depName=([a-z0-9][a-z0-9.+-]*)$`)
-	for i, line := range lines {
-		if !strings.Contains(line, "packageVersion:") {
-			continue
-		}
-		if i == 0 || !renovate.MatchString(lines[i-1]) {
-			t.Errorf("line %d: packageVersion without a '# renovate: datasource=… depName=…' line above", i+1)
-		}
-	}
 	// Every distro and arch has kubelet, kubectl and the credential provider
 	// for every cluster version it serves.
 	for _, d := range m.Distros() {
