@@ -132,9 +132,7 @@ func (r *run) batch(ctx context.Context, actions []plan.Action) []result {
 func (r *run) one(ctx context.Context, a plan.Action) result {
 	start := time.Now()
 	res := result{Result: plan.Result{Action: a, Start: start}}
-	if err := ctx.Err(); err != nil {
-		res.err = &ActionError{Action: a, Err: err}
-	} else {
+	if res.err = ctx.Err(); res.err == nil {
 		res.err = r.do(ctx, a, &res.Result)
 	}
 	if r.o.AfterAction != nil {
@@ -144,8 +142,9 @@ func (r *run) one(ctx context.Context, a plan.Action) result {
 	res.Millis = float64(res.Duration.Microseconds()) / 1000
 	log := r.o.Logger.With("op", a.Op, "path", a.Path, "duration", res.Duration)
 	if res.err != nil {
-		res.err = &ActionError{Action: a, Err: res.err}
+		// Result.String names the action; Error holds only the cause.
 		res.Error = res.err.Error()
+		res.err = &ActionError{Action: a, Err: res.err}
 		log.Error("action failed", "err", res.err)
 	} else {
 		log.Info("action done")
@@ -264,15 +263,27 @@ func (r *run) install(a plan.Action) error {
 	if err := r.o.Root.MkdirAll(rootfs.Rel(path.Dir(a.Path)), 0o755); err != nil {
 		return err
 	}
+	// Record the target before the rename (a rename keeps size and mtime):
+	// a crash in between leaves a record that the next boot reads as "target
+	// not in place, versioned binary intact" and simply renames again, where
+	// the other order would leave an unrecorded target and no versioned
+	// binary, and with the cache gone a fetch.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, recorded := r.rec.Files[a.From]
+	if recorded {
+		r.rec.Files[a.Path] = b
+		if err := state.SaveRecord(r.o.Root, r.rec); err != nil {
+			return err
+		}
+	}
 	if err := rootfs.Rename(r.o.Root, rootfs.Rel(a.From), rootfs.Rel(a.Path)); err != nil {
 		return err
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if b, ok := r.rec.Files[a.From]; ok {
-		r.rec.Files[a.Path] = b
-		delete(r.rec.Files, a.From)
+	if !recorded {
+		return nil
 	}
+	delete(r.rec.Files, a.From)
 	return state.SaveRecord(r.o.Root, r.rec)
 }
 

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 
@@ -94,6 +95,13 @@ func (p *Plan) Err() error {
 // Query is what Compute needs observed.
 func Query(m *manifest.Manifest, req Request) state.Query {
 	q := state.Query{Hash: req.VerifyDigest, BinDirs: []string{manifest.BinDir}}
+	// Every directory reconcile writes into may hold a killed run's temp file.
+	temps := []string{manifest.BinDir, path.Dir("/" + state.RecordPath)}
+	add := func(dir string) {
+		if !slices.Contains(temps, dir) {
+			temps = append(temps, dir)
+		}
+	}
 	if req.Mode == Boot {
 		q.DepsOf = req.Distro.Format()
 	}
@@ -105,7 +113,11 @@ func Query(m *manifest.Manifest, req Request) state.Query {
 		if !slices.Contains(q.CacheDirs, e.CacheDir) {
 			q.CacheDirs = append(q.CacheDirs, e.CacheDir)
 		}
+		add(path.Dir(e.Versioned))
+		add(path.Dir(e.Target))
+		add(e.CacheDir)
 	}
+	q.TempDirs = temps
 	return q
 }
 

@@ -62,6 +62,7 @@ type Query struct {
 	BinDirs   []string // where versioned binaries live, absolute
 	Paths     []string // files to stat, absolute
 	CacheDirs []string // absolute
+	TempDirs  []string // where a killed run may have left temp files, absolute
 	Hash      bool     // hash the regular files among Paths
 	// DepsOf, when set, checks the dependencies of recorded binaries and
 	// cached packages against this package format's database under root.
@@ -92,6 +93,11 @@ func Observe(ctx context.Context, root *os.Root, q Query) (*State, error) {
 	}
 	for _, dir := range q.CacheDirs {
 		if err := st.listCache(root, dir); err != nil {
+			return nil, err
+		}
+	}
+	for _, dir := range q.TempDirs {
+		if err := st.listTemps(root, dir); err != nil {
 			return nil, err
 		}
 	}
@@ -133,6 +139,23 @@ func stat(root *os.Root, p string, hash bool) (File, error) {
 	return f, nil
 }
 
+// listTemps finds the temp files a killed run left in dir.
+func (st *State) listTemps(root *os.Root, dir string) error {
+	entries, err := fs.ReadDir(root.FS(), rootfs.Rel(dir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), rootfs.TempPrefix) {
+			st.Temps = append(st.Temps, path.Join(dir, e.Name()))
+		}
+	}
+	return nil
+}
+
 // listBinDir attributes "<tool>-<digit>…" files to the longest tool name that
 // fits, so tool "kube" never claims "kube-proxy-1.2".
 func (st *State) listBinDir(root *os.Root, dir string, tools []string) error {
@@ -147,10 +170,6 @@ func (st *State) listBinDir(root *os.Root, dir string, tools []string) error {
 	slices.SortFunc(byLength, func(a, b string) int { return len(b) - len(a) })
 	for _, e := range entries {
 		name := e.Name()
-		if strings.HasPrefix(name, rootfs.TempPrefix) {
-			st.Temps = append(st.Temps, path.Join(dir, name))
-			continue
-		}
 		for _, t := range byLength {
 			rest, ok := strings.CutPrefix(name, t+"-")
 			if ok && rest != "" && rest[0] >= '0' && rest[0] <= '9' {
@@ -186,7 +205,6 @@ func (st *State) listCache(root *os.Root, dir string) error {
 		name := e.Name()
 		p := path.Join(dir, name)
 		if strings.HasPrefix(name, rootfs.TempPrefix) {
-			st.Temps = append(st.Temps, p)
 			continue
 		}
 		if !strings.HasSuffix(name, ".deb") && !strings.HasSuffix(name, ".rpm") {
