@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 )
 
@@ -15,16 +16,16 @@ const asyncMin = 4 << 20
 // copyEntry copies exactly size bytes of an entry from r to w, feeding
 // sum on the way and verifying it at the end.
 func (p *Package) copyEntry(w io.Writer, r io.Reader, name string, size int64, sum *hashCheck, member string) error {
-	dst := w
+	sinks := []io.Writer{w}
 	if sum != nil {
-		dst = io.MultiWriter(sum.h, w)
+		sinks = append(sinks, sum.h)
 	}
 	var n int64
 	var rerr, werr error
 	if size >= asyncMin {
-		n, rerr, werr = copyAsync(dst, r, size)
+		n, rerr, werr = copyAsync(r, size, sinks...)
 	} else {
-		n, rerr, werr = copySync(dst, r, size)
+		n, rerr, werr = copySync(io.MultiWriter(sinks...), r, size)
 	}
 	if werr != nil {
 		return fmt.Errorf("writing %s from %s: %w", name, p.Path, werr)
@@ -61,79 +62,103 @@ func copySync(w io.Writer, r io.Reader, n int64) (done int64, rerr, werr error) 
 	return done, nil, nil
 }
 
-// copyAsync is copySync with the writes (and the hashing inside w) on a
-// second goroutine: decompressing here while hashing and writing there puts
-// both cores of a small node to work, and for gzip and zstd the two halves
-// cost about the same.
-func copyAsync(w io.Writer, r io.Reader, n int64) (done int64, rerr, werr error) {
-	a := newAsyncWriter(w)
+// copyAsync is copySync with each sink on its own goroutine: decompressing
+// here while the destination (which WriteAtomic hashes with SHA-256) and
+// the package's digest (md5 at ~0.5 GB/s, the slowest part of a zstd deb)
+// consume the same chunks elsewhere. A chunk is reused once every sink is
+// done with it.
+func copyAsync(r io.Reader, n int64, sinks ...io.Writer) (done int64, rerr, werr error) {
+	f := newFanout(sinks)
 	for done < n && rerr == nil {
-		buf := a.buffer()
-		k, err := io.ReadFull(r, buf[:min(int64(len(buf)), n-done)])
+		c := f.chunk()
+		k, err := io.ReadFull(r, c.buf[:min(int64(len(c.buf)), n-done)])
 		if k == 0 {
-			a.release(buf)
-		} else if !a.write(buf[:k]) {
+			f.release(c)
+		} else if !f.send(c, k) {
 			break
 		}
 		done += int64(k)
 		rerr = err
 	}
-	werr = a.close()
+	werr = f.close()
 	return done, rerr, werr
 }
 
-// asyncWriter writes on its own goroutine the buffers handed to write.
-type asyncWriter struct {
-	w      io.Writer
-	full   chan []byte
-	free   chan []byte
-	done   chan struct{}
+type chunk struct {
+	buf  []byte
+	n    int
+	refs atomic.Int32
+}
+
+// fanout hands each chunk to every sink's goroutine.
+type fanout struct {
+	sinks  []chan *chunk
+	free   chan *chunk
+	wg     sync.WaitGroup
 	failed atomic.Bool
-	err    error // set by loop before failed, read after
+	mu     sync.Mutex
+	err    error
 }
 
-// asyncBuffers of bufSize each: enough to absorb the decoder's bursts.
-const asyncBuffers = 4
+// fanoutChunks of bufSize each: enough to absorb the decoder's bursts.
+const fanoutChunks = 8
 
-func newAsyncWriter(w io.Writer) *asyncWriter {
-	a := &asyncWriter{w: w, full: make(chan []byte, asyncBuffers), free: make(chan []byte, asyncBuffers), done: make(chan struct{})}
-	for range asyncBuffers {
-		a.free <- make([]byte, bufSize)
+func newFanout(sinks []io.Writer) *fanout {
+	f := &fanout{free: make(chan *chunk, fanoutChunks)}
+	for range fanoutChunks {
+		f.free <- &chunk{buf: make([]byte, bufSize)}
 	}
-	go a.loop()
-	return a
+	for _, w := range sinks {
+		ch := make(chan *chunk, fanoutChunks)
+		f.sinks = append(f.sinks, ch)
+		f.wg.Add(1)
+		go f.loop(w, ch)
+	}
+	return f
 }
 
-func (a *asyncWriter) loop() {
-	defer close(a.done)
-	for b := range a.full {
-		if a.err == nil {
-			if _, err := a.w.Write(b); err != nil {
-				a.err = err
-				a.failed.Store(true)
+func (f *fanout) loop(w io.Writer, ch <-chan *chunk) {
+	defer f.wg.Done()
+	for c := range ch {
+		if !f.failed.Load() {
+			if _, err := w.Write(c.buf[:c.n]); err != nil {
+				f.mu.Lock()
+				if f.err == nil {
+					f.err = err
+				}
+				f.mu.Unlock()
+				f.failed.Store(true)
 			}
 		}
-		a.free <- b[:cap(b)]
+		if c.refs.Add(-1) == 0 {
+			f.free <- c
+		}
 	}
 }
 
-func (a *asyncWriter) buffer() []byte   { return <-a.free }
-func (a *asyncWriter) release(b []byte) { a.free <- b[:cap(b)] }
+func (f *fanout) chunk() *chunk    { return <-f.free }
+func (f *fanout) release(c *chunk) { f.free <- c }
 
-// write queues b, which must come from buffer(), and reports false once a
-// write has failed, so the caller stops decompressing for nothing.
-func (a *asyncWriter) write(b []byte) bool {
-	if a.failed.Load() {
-		a.release(b)
+// send queues the first n bytes of c to every sink, and reports false once
+// a sink has failed, so the caller stops decompressing for nothing.
+func (f *fanout) send(c *chunk, n int) bool {
+	if f.failed.Load() {
+		f.release(c)
 		return false
 	}
-	a.full <- b
+	c.n = n
+	c.refs.Store(int32(len(f.sinks)))
+	for _, s := range f.sinks {
+		s <- c
+	}
 	return true
 }
 
-// close waits for the queued writes and returns the first error.
-func (a *asyncWriter) close() error {
-	close(a.full)
-	<-a.done
-	return a.err
+// close waits for every sink and returns the first write error.
+func (f *fanout) close() error {
+	for _, s := range f.sinks {
+		close(s)
+	}
+	f.wg.Wait()
+	return f.err
 }

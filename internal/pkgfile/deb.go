@@ -311,10 +311,16 @@ func (p *Package) checkHit(h *debHit) error {
 // hits and writing the one of rank target to w.
 func (p *Package) scanDeb(f *os.File, want []string, target int, hits []debHit, w io.Writer) (Entry, error) {
 	d := p.deb
-	br := newBufReader(io.NewSectionReader(f, d.dataOff, d.dataSize))
-	dec, err := decompress(p.Compression, br)
-	if err != nil {
-		return Entry{}, p.errf(ErrCorrupt, d.dataName, err, "")
+	var dec io.ReadCloser
+	if p.Compression == compXZ {
+		dec = newParallelXZ(io.NewSectionReader(f, d.dataOff, d.dataSize), d.dataSize)
+	}
+	if dec == nil {
+		var err error
+		dec, err = decompress(p.Compression, newBufReader(io.NewSectionReader(f, d.dataOff, d.dataSize)))
+		if err != nil {
+			return Entry{}, p.errf(ErrCorrupt, d.dataName, err, "")
+		}
 	}
 	defer dec.Close()
 	tr := tar.NewReader(&capReader{r: dec, n: p.limits.unpacked()})

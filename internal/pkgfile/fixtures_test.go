@@ -41,9 +41,19 @@ type fixture struct {
 	arch    platform.Arch
 	kubelet []byte // usr/bin/kubelet
 	helper  []byte // usr/local/bin/helper
+	label   string // tells fixtures of the same compression apart
 }
 
-func (f fixture) String() string { return fmt.Sprintf("%s-%s-%s", f.format, f.comp, f.arch) }
+func (f fixture) String() string {
+	return fmt.Sprintf("%s-%s-%s", f.format, cmpOr(f.label, f.comp), f.arch)
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
 
 var (
 	fixturesOnce sync.Once
@@ -118,7 +128,7 @@ func randomBytes(seed uint64, n int) []byte {
 }
 
 func buildFixtures(dir string) ([]fixture, error) {
-	if err := lookTools("dpkg-deb", "rpmbuild", "bzip2"); err != nil {
+	if err := lookTools("dpkg-deb", "rpmbuild", "ar", "gzip", "bzip2", "xz"); err != nil {
 		return nil, err
 	}
 	var out []fixture
@@ -198,19 +208,27 @@ func buildDebs(dir string, arch platform.Arch, kubelet, helper []byte) ([]fixtur
 		}
 		out = append(out, fixture{path: pkg, format: platform.Deb, comp: comp, arch: arch, kubelet: kubelet, helper: helper})
 	}
-	bz, err := rewrapDeb(dir, out[0].path, "bzip2")
+	bz, err := rewrapDeb(dir, out[0].path, "bzip2", ".bz2", "bzip2", "-9", "data.tar")
 	if err != nil {
 		return nil, err
 	}
 	f := out[0]
 	f.path, f.comp = bz, "bzip2"
+	out = append(out, f)
+	// What dpkg-deb's multi-threaded xz writes for a large package: many
+	// blocks, here 1 KiB each so that a small package has them too.
+	xzb, err := rewrapDeb(dir, out[0].path, "xzblocks", ".xz", "xz", "-T1", "--block-size=1KiB", "data.tar")
+	if err != nil {
+		return nil, err
+	}
+	f.path, f.comp, f.label = xzb, "xz", "xz-blocks"
 	return append(out, f), nil
 }
 
-// rewrapDeb re-packs a gzip deb's data.tar with the bzip2 tool, keeping
-// everything else byte for byte.
-func rewrapDeb(dir, gzDeb, comp string) (string, error) {
-	x := filepath.Join(dir, "rewrap-"+filepath.Base(gzDeb))
+// rewrapDeb re-packs a gzip deb's data.tar with a compression tool,
+// keeping everything else byte for byte.
+func rewrapDeb(dir, gzDeb, label, suffix string, compress ...string) (string, error) {
+	x := filepath.Join(dir, "rewrap-"+label+"-"+filepath.Base(gzDeb))
 	if err := os.MkdirAll(x, 0o755); err != nil {
 		return "", err
 	}
@@ -220,18 +238,18 @@ func rewrapDeb(dir, gzDeb, comp string) (string, error) {
 	if _, err := run(x, "gzip", "-d", "data.tar.gz"); err != nil {
 		return "", err
 	}
-	if _, err := run(x, "bzip2", "-9", "data.tar"); err != nil {
+	if _, err := run(x, compress[0], compress[1:]...); err != nil {
 		return "", err
 	}
 	var m []pkgtest.ArMember
-	for _, name := range []string{"debian-binary", "control.tar.gz", "data.tar.bz2"} {
+	for _, name := range []string{"debian-binary", "control.tar.gz", "data.tar" + suffix} {
 		b, err := os.ReadFile(filepath.Join(x, name))
 		if err != nil {
 			return "", err
 		}
 		m = append(m, pkgtest.ArMember{Name: name, Body: b})
 	}
-	out := strings.TrimSuffix(gzDeb, ".deb") + "_" + comp + ".deb"
+	out := strings.TrimSuffix(gzDeb, ".deb") + "_" + label + ".deb"
 	out = strings.Replace(out, "_gzip_", "_", 1)
 	return out, os.WriteFile(out, pkgtest.Ar(m), 0o644)
 }

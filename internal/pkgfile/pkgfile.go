@@ -13,12 +13,17 @@
 // Symbolic and hard links are refused as the wanted entry rather than
 // resolved: every binary reconcile extracts is a regular file in its
 // package, and refusing leaves no way for a link to reach the disk.
+//
+// Decoding runs beside hashing and writing on separate goroutines, and the
+// xz data.tar of a deb, which dpkg-deb writes as independent blocks, is
+// decoded block-parallel: that costs up to one decoded block (24 MiB with
+// dpkg's defaults) of memory ahead of the reader. A Package may be used by
+// several goroutines at once.
 package pkgfile
 
 import (
 	"bufio"
 	"crypto"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -153,38 +158,25 @@ func (p *Package) Extract(candidates []string, w io.Writer) (Entry, error) {
 // file behind.
 func (p *Package) ExtractTo(root *os.Root, dest string, candidates []string) (Entry, rootfs.Result, error) {
 	o := &extractOpts{}
-	if p.rpm != nil && p.rpm.fileAlgo == crypto.SHA256 {
-		// WriteAtomic hashes with SHA-256 anyway; checking its sum against
-		// the rpm's file digest saves hashing the file a second time
-		// (~100 ms per 100 MiB). The check needs the file written before
-		// dest is replaced, so it goes to a staging name first; the
-		// TempPrefix lets rootfs.RemoveTemps clean up after a crash.
-		o.deferSHA256 = true
-		stage := path.Join(path.Dir(dest), rootfs.TempPrefix+path.Base(dest)+"-verify-"+rand.Text()[:12])
-		e, res, err := p.extractTo(root, stage, candidates, o)
-		if err != nil {
-			return Entry{}, rootfs.Result{}, err
-		}
-		if o.deferred && res.SHA256 != o.wantSHA256 {
-			root.Remove(stage)
-			return Entry{}, rootfs.Result{}, p.errf(ErrDigest, e.Name, nil, "content has digest %s, the header declares %s", res.SHA256, o.wantSHA256)
-		}
-		if err := rootfs.Rename(root, stage, dest); err != nil {
-			root.Remove(stage)
-			return Entry{}, rootfs.Result{}, fmt.Errorf("extracting %s from %s: %w", e.Name, p.Path, err)
-		}
-		return e, res, nil
-	}
-	return p.extractTo(root, dest, candidates, o)
-}
-
-func (p *Package) extractTo(root *os.Root, dest string, candidates []string, o *extractOpts) (Entry, rootfs.Result, error) {
 	var e Entry
-	res, err := rootfs.WriteAtomic(root, dest, 0o755, func(w io.Writer) error {
+	var check func(rootfs.Result) error
+	if p.rpm != nil && p.rpm.fileAlgo == crypto.SHA256 {
+		// WriteChecked hashes with SHA-256 anyway; comparing its sum with
+		// the rpm's file digest before dest is replaced saves hashing the
+		// file a second time (~100 ms per 100 MiB).
+		o.deferSHA256 = true
+		check = func(res rootfs.Result) error {
+			if o.deferred && res.SHA256 != o.wantSHA256 {
+				return p.errf(ErrDigest, e.Name, nil, "content has digest %s, the header declares %s", res.SHA256, o.wantSHA256)
+			}
+			return nil
+		}
+	}
+	res, err := rootfs.WriteChecked(root, dest, 0o755, func(w io.Writer) error {
 		var err error
 		e, err = p.extract(candidates, w, o)
 		return err
-	})
+	}, check)
 	if err != nil {
 		return Entry{}, rootfs.Result{}, err
 	}

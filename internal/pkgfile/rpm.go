@@ -574,16 +574,26 @@ func (p *Package) extractRPM(f *os.File, want []string, w io.Writer, o *extractO
 	}
 
 	const member = "payload"
-	var raw io.Reader = io.NewSectionReader(f, r.payloadOff, p.stat.Size()-r.payloadOff)
+	payload := io.NewSectionReader(f, r.payloadOff, p.stat.Size()-r.payloadOff)
+	var raw io.Reader = payload
 	var payloadSum hash.Hash
 	if r.payloadDigest != "" {
 		payloadSum = newHash(r.payloadAlgo)
 		raw = io.TeeReader(raw, payloadSum)
 	}
 	br := newBufReader(raw)
-	dec, err := decompress(p.Compression, br)
-	if err != nil {
-		return Entry{}, p.errf(ErrCorrupt, member, err, "")
+	var dec io.ReadCloser
+	if p.Compression == compXZ {
+		// Blocks are read out of order: the digest gets its own pass.
+		if dec = newParallelXZ(payload, payload.Size()); dec != nil && payloadSum != nil {
+			br = newBufReader(io.TeeReader(payload, payloadSum))
+		}
+	}
+	if dec == nil {
+		var err error
+		if dec, err = decompress(p.Compression, br); err != nil {
+			return Entry{}, p.errf(ErrCorrupt, member, err, "")
+		}
 	}
 	defer dec.Close()
 	cr := &cpioReader{

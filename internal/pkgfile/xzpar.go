@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"runtime"
+	"sync"
 
 	"github.com/xi2/xz"
 )
@@ -15,7 +16,7 @@ import (
 // Block-parallel xz decoding. dpkg-deb compresses data.tar with liblzma's
 // multi-threaded encoder, which cuts the stream into independent blocks
 // (24 MiB each at the default preset) and lists their sizes in the
-// stream's index. The package is a seekable file, so each block can be
+// stream's index. The package file is a seekable file, so each block can be
 // decoded on its own core: every block is wrapped into a one-block xz
 // stream of its own (the original stream header, the block, a one-record
 // index and a footer) and handed to an ordinary decoder, which checks the
@@ -41,8 +42,8 @@ type xzBlock struct {
 
 // xzBlocks reads the index of the single xz stream that fills r (size
 // bytes) and returns its stream header and blocks. ok is false when the
-// stream is not one that parallel decoding handles; err is reserved for
-// read failures.
+// stream is not one that parallel decoding handles, including when it is
+// damaged: the sequential decoder then reports what is wrong.
 func xzBlocks(r io.ReaderAt, size int64) (header []byte, blocks []xzBlock, ok bool) {
 	if size < 2*xzHeaderLen {
 		return nil, nil, false
@@ -113,37 +114,48 @@ func oneBlockStream(header []byte, b xzBlock) []byte {
 	return append(idx, foot[:]...)
 }
 
-// parallelXZ reads the decompressed blocks in order while up to `ahead`
-// later blocks decode on other goroutines.
+// parallelXZ reads the decompressed blocks in order while later blocks
+// decode on other goroutines. Each block arrives as a stream of chunks: the
+// block being read costs only the chunks in flight, and only the blocks
+// decoding ahead of it accumulate (about one block per extra core).
 type parallelXZ struct {
 	r       io.ReaderAt
 	header  []byte
 	blocks  []xzBlock
 	next    int // next block to start
-	pending []chan xzResult
-	cur     []byte
+	pending []chan xzChunk
+	cur     []byte // unread part of chunk
+	chunk   []byte
 	err     error
-	ahead   int
 	stop    chan struct{}
 }
 
-type xzResult struct {
+type xzChunk struct {
 	data []byte
-	err  error
+	err  error // io.EOF after a block's last chunk
 }
+
+const xzChunkSize = 1 << 20
+
+// xzChunks recycles chunks: without it the garbage of a 100 MiB package
+// doubles the decoder's peak RSS before the GC catches up.
+var xzChunks = sync.Pool{New: func() any { return make([]byte, xzChunkSize) }}
+
+// xzParallel can be switched off to measure what it buys.
+var xzParallel = true
 
 // newParallelXZ returns a decoder for the xz stream in r (size bytes), or
 // nil when sequential decoding should be used.
 func newParallelXZ(r io.ReaderAt, size int64) io.ReadCloser {
 	workers := runtime.GOMAXPROCS(0)
-	if workers < 2 {
+	if !xzParallel || workers < 2 {
 		return nil
 	}
 	header, blocks, ok := xzBlocks(r, size)
 	if !ok {
 		return nil
 	}
-	p := &parallelXZ{r: r, header: header, blocks: blocks, ahead: workers, stop: make(chan struct{})}
+	p := &parallelXZ{r: r, header: header, blocks: blocks, stop: make(chan struct{})}
 	for range workers {
 		p.start()
 	}
@@ -156,40 +168,59 @@ func (p *parallelXZ) start() {
 	}
 	b := p.blocks[p.next]
 	p.next++
-	ch := make(chan xzResult, 1)
+	// Room for every chunk of the block, so a decoder never waits for
+	// the reader: the cores stay busy.
+	ch := make(chan xzChunk, b.uncompressed/xzChunkSize+2)
 	p.pending = append(p.pending, ch)
-	go func() {
-		src := io.MultiReader(
-			bytes.NewReader(p.header),
-			io.NewSectionReader(p.r, b.off, (b.unpadded+3)&^3),
-			bytes.NewReader(oneBlockStream(p.header, b)),
-		)
-		var res xzResult
-		zr, err := xz.NewReader(newBufReader(src), 0)
-		if err == nil {
-			zr.Multistream(false)
-			res.data = make([]byte, b.uncompressed)
-			_, err = io.ReadFull(zr, res.data)
-			if err == nil {
-				// the block must end where the index says
-				var one [1]byte
-				if n, _ := zr.Read(one[:]); n != 0 {
-					err = errors.New("xz block longer than its index record")
-				}
-			}
-		}
-		if err != nil {
-			res = xzResult{err: fmt.Errorf("xz block at offset %d: %w", b.off, noEOF(err))}
-		}
+	go p.decode(b, ch)
+}
+
+func (p *parallelXZ) decode(b xzBlock, ch chan<- xzChunk) {
+	src := io.MultiReader(
+		bytes.NewReader(p.header),
+		io.NewSectionReader(p.r, b.off, (b.unpadded+3)&^3),
+		bytes.NewReader(oneBlockStream(p.header, b)),
+	)
+	fail := func(err error) { ch <- xzChunk{err: fmt.Errorf("xz block at offset %d: %w", b.off, noEOF(err))} }
+	zr, err := xz.NewReader(newBufReader(src), 0)
+	if err != nil {
+		fail(err)
+		return
+	}
+	zr.Multistream(false)
+	for left := b.uncompressed; left > 0; {
 		select {
-		case ch <- res:
 		case <-p.stop:
+			return
+		default:
 		}
-	}()
+		buf := xzChunks.Get().([]byte)[:min(left, xzChunkSize)]
+		if _, err := io.ReadFull(zr, buf); err != nil {
+			fail(err)
+			return
+		}
+		ch <- xzChunk{data: buf}
+		left -= int64(len(buf))
+	}
+	// Reading on to the end makes the decoder check the block's CRC and
+	// the index; the block must end where its index record says.
+	var one [1]byte
+	switch n, err := zr.Read(one[:]); {
+	case n != 0:
+		fail(errors.New("block longer than its index record"))
+	case err != io.EOF:
+		fail(err)
+	default:
+		ch <- xzChunk{err: io.EOF}
+	}
 }
 
 func (p *parallelXZ) Read(b []byte) (int, error) {
 	for len(p.cur) == 0 {
+		if p.chunk != nil {
+			xzChunks.Put(p.chunk[:cap(p.chunk)])
+			p.chunk = nil
+		}
 		if p.err != nil {
 			return 0, p.err
 		}
@@ -197,20 +228,24 @@ func (p *parallelXZ) Read(b []byte) (int, error) {
 			p.err = io.EOF
 			return 0, io.EOF
 		}
-		res := <-p.pending[0]
-		p.pending = p.pending[1:]
-		if res.err != nil {
-			p.err = res.err
+		c := <-p.pending[0]
+		switch {
+		case c.err == io.EOF:
+			p.pending = p.pending[1:]
+			p.start()
+		case c.err != nil:
+			p.err = c.err
 			return 0, p.err
+		default:
+			p.cur, p.chunk = c.data, c.data
 		}
-		p.cur = res.data
-		p.start()
 	}
 	n := copy(b, p.cur)
 	p.cur = p.cur[n:]
 	return n, nil
 }
 
+// Close stops the decoders at their next chunk.
 func (p *parallelXZ) Close() error {
 	close(p.stop)
 	return nil

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -29,7 +28,15 @@ type Result struct {
 // WriteAtomic creates or replaces name (slash-separated, relative to root)
 // with what fill writes, mode perm, owned by root:root when running as root.
 // On any error the target keeps its previous content and no temp file stays.
-func WriteAtomic(root *os.Root, name string, perm fs.FileMode, fill func(io.Writer) error) (res Result, err error) {
+func WriteAtomic(root *os.Root, name string, perm fs.FileMode, fill func(io.Writer) error) (Result, error) {
+	return WriteChecked(root, name, perm, fill, nil)
+}
+
+// WriteChecked is WriteAtomic with a last word: check sees the size and
+// digest of what fill wrote and may refuse it before it replaces name (a
+// package's declared digest compared with the one computed while writing,
+// without reading the file twice).
+func WriteChecked(root *os.Root, name string, perm fs.FileMode, fill func(io.Writer) error, check func(Result) error) (res Result, err error) {
 	dir := path.Dir(name)
 	if err := root.MkdirAll(dir, 0o755); err != nil {
 		return res, fmt.Errorf("creating %s: %w", dir, err)
@@ -52,6 +59,12 @@ func WriteAtomic(root *os.Root, name string, perm fs.FileMode, fill func(io.Writ
 	if err = fill(cw); err != nil {
 		return res, err
 	}
+	res = Result{Size: cw.n, SHA256: hex.EncodeToString(h.Sum(nil))}
+	if check != nil {
+		if err = check(res); err != nil {
+			return Result{}, err
+		}
+	}
 	if err = f.Sync(); err != nil {
 		return res, fmt.Errorf("syncing %s: %w", name, err)
 	}
@@ -64,9 +77,9 @@ func WriteAtomic(root *os.Root, name string, perm fs.FileMode, fill func(io.Writ
 		return res, err
 	}
 	if err = Rename(root, tmp, name); err != nil {
-		return res, err
+		return Result{}, err
 	}
-	return Result{Size: cw.n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return res, nil
 }
 
 // Digest reads r to its end and returns its size and sha256.
@@ -130,26 +143,6 @@ func SetOwnerMode(root *os.Root, name string, perm fs.FileMode) error {
 	}
 	if err := root.Chmod(name, perm); err != nil {
 		return fmt.Errorf("chmod %s %s: %w", perm, name, err)
-	}
-	return nil
-}
-
-// RemoveTemps removes the temp files a killed run left in dir. A missing dir
-// is not an error.
-func RemoveTemps(root *os.Root, dir string) error {
-	entries, err := fs.ReadDir(root.FS(), dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("listing %s: %w", dir, err)
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), TempPrefix) {
-			if err := root.Remove(path.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("removing stale temp file: %w", err)
-			}
-		}
 	}
 	return nil
 }

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Benchmarks internal/pkgfile against the distro tools on packages that hold
+# a ~100 MiB binary of real Go-binary bytes: time (hyperfine, same run) and
+# peak RSS (/usr/bin/time -v).
+#
+#   bench/pkgfile.sh [--runs N] [--size MiB] [--build-only]
+#
+# Packages are built once and cached in $PKGFILE_BENCH_CACHE (default
+# $TMPDIR/pkgfile-bench): rpmbuild with xz takes about a minute.
+# Results: $CACHE/results.md (and JSON next to it).
+set -euo pipefail
+
+runs=5
+size_mib=100
+build_only=
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--runs) runs=$2; shift 2 ;;
+	--size) size_mib=$2; shift 2 ;;
+	--build-only) build_only=1; shift ;;
+	*) echo "usage: $0 [--runs N] [--size MiB] [--build-only]" >&2; exit 2 ;;
+	esac
+done
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cache=${PKGFILE_BENCH_CACHE:-${TMPDIR:-/tmp}/pkgfile-bench}/${size_mib}M
+mkdir -p "$cache"
+for tool in dpkg-deb rpmbuild rpm2cpio cpio hyperfine jq /usr/bin/time; do
+	command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install dpkg-dev rpm cpio hyperfine jq time)" >&2; exit 1; }
+done
+
+# The Go side, built the way reconcile is.
+(cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$cache/extract" ./bench/pkgfile/extract)
+
+# ~100 MiB of real Go-binary bytes: the toolchain's own binaries, then this
+# benchmark's binary and test binaries, repeated only if still short.
+payload=$cache/kubelet
+if [ ! -s "$payload" ]; then
+	tooldir=$(go env GOTOOLDIR)
+	goroot=$(go env GOROOT)
+	(cd "$repo" && CGO_ENABLED=0 go test -c -o "$cache/pkgfile.test" ./internal/pkgfile)
+	srcs=("$tooldir"/* "$goroot"/bin/* "$cache/pkgfile.test" "$cache/extract")
+	# head closes the pipe early: that SIGPIPE is expected.
+	(set +o pipefail; for _ in 1 2 3; do cat "${srcs[@]}"; done | head -c $((size_mib << 20)) >"$payload.tmp")
+	mv "$payload.tmp" "$payload"
+fi
+
+build_deb() { # comp
+	local out=$cache/kubelet_$1.deb
+	[ -s "$out" ] && return
+	local root=$cache/debroot
+	rm -rf "$root"
+	mkdir -p "$root/DEBIAN" "$root/usr/bin"
+	cp "$payload" "$root/usr/bin/kubelet"
+	chmod 0755 "$root/usr/bin/kubelet"
+	printf 'Package: kubelet\nVersion: 1.34.10-1.1\nArchitecture: amd64\nMaintainer: b <b@example.com>\nDescription: bench\n' >"$root/DEBIAN/control"
+	(cd "$root" && md5sum usr/bin/kubelet >DEBIAN/md5sums)
+	dpkg-deb --root-owner-group -Z"$1" --build "$root" "$out.tmp" >/dev/null
+	mv "$out.tmp" "$out"
+}
+
+build_rpm() { # comp payload-macro
+	local out=$cache/kubelet_$1.rpm
+	[ -s "$out" ] && return
+	local top=$cache/rpmtop-$1
+	rm -rf "$top"
+	mkdir -p "$top"
+	cat >"$top/k.spec" <<SPEC
+Name: kubelet
+Version: 1.34.10
+Release: 1.azl3
+Summary: bench
+License: MIT
+%description
+bench
+%install
+mkdir -p %{buildroot}/usr/bin
+install -m 0755 $payload %{buildroot}/usr/bin/kubelet
+%files
+/usr/bin/kubelet
+SPEC
+	rpmbuild -bb --quiet --target x86_64 \
+		--define "_topdir $top" --define "_binary_payload $2" \
+		--define '__strip /bin/true' --define '_build_id_links none' \
+		--define 'debug_package %{nil}' --define '__os_install_post %{nil}' \
+		"$top/k.spec" >/dev/null
+	mv "$top"/RPMS/x86_64/*.rpm "$out"
+	rm -rf "$top"
+}
+
+for c in gzip xz zstd; do build_deb "$c"; done
+build_rpm gzip w9.gzdio
+build_rpm xz w6.xzdio
+build_rpm zstd w3.zstdio
+[ -n "$build_only" ] && exit 0
+
+out=$cache/out
+results=$cache/results.md
+{
+	echo "$(date -u +%FT%TZ), $(nproc) CPUs, load average before: $(cut -d' ' -f1-3 /proc/loadavg), $runs runs, median wall time; CPU = user+sys mean"
+	echo
+	echo "| package | size | Go ExtractTo (ms) | tool (ms) | ratio | Go CPU (ms) | tool CPU (ms) | Go peak RSS (MiB) | tool peak RSS (MiB) |"
+	echo "|---|---|---|---|---|---|---|---|---|"
+} >"$results"
+
+rss_mib() { # command... → peak RSS of the whole pipeline's largest process, MiB
+	/usr/bin/time -f %M -o "$cache/rss" "$@" >/dev/null 2>&1
+	echo $(($(cat "$cache/rss") / 1024))
+}
+
+for pkg in "$cache"/kubelet_*.deb "$cache"/kubelet_*.rpm; do
+	name=$(basename "$pkg")
+	go_cmd="$cache/extract $pkg $out opt/bin/kubelet usr/bin/kubelet"
+	case "$name" in
+	*.deb) tool_cmd="dpkg-deb -x $pkg $out" ;;
+	*.rpm) tool_cmd="sh -c 'cd $out && rpm2cpio $pkg | cpio -idm --quiet --no-absolute-filenames'" ;;
+	esac
+	hyperfine --style basic --warmup 1 --runs "$runs" \
+		--prepare "rm -rf $out && mkdir -p $out" \
+		--export-json "$cache/$name.json" \
+		-n go "$go_cmd" -n tool "$tool_cmd" >&2
+	go_ms=$(jq '.results[0].median * 1000 | round' "$cache/$name.json")
+	tool_ms=$(jq '.results[1].median * 1000 | round' "$cache/$name.json")
+	rm -rf "$out" && mkdir -p "$out"
+	go_rss=$(rss_mib $go_cmd)
+	rm -rf "$out" && mkdir -p "$out"
+	case "$name" in
+	*.deb) tool_rss=$(rss_mib dpkg-deb -x "$pkg" "$out") ;;
+	# cpio and rpm2cpio run at once; time -v reports the larger child, so
+	# measure each side of the pipe.
+	*.rpm) tool_rss="$(rss_mib rpm2cpio "$pkg") + $(cd "$out" && rpm2cpio "$pkg" | /usr/bin/time -f %M -o "$cache/rss" cpio -idm --quiet --no-absolute-filenames && echo $(($(cat "$cache/rss") / 1024)))" ;;
+	esac
+	go_cpu=$(jq '(.results[0].user + .results[0].system) * 1000 | round' "$cache/$name.json")
+	tool_cpu=$(jq '(.results[1].user + .results[1].system) * 1000 | round' "$cache/$name.json")
+	ratio=$(jq -n "$go_ms / $tool_ms * 100 | round / 100")
+	printf '| %s | %s MiB | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$(($(stat -c %s "$pkg") >> 20))" "$go_ms" "$tool_ms" "$ratio" "$go_cpu" "$tool_cpu" "$go_rss" "$tool_rss" >>"$results"
+done
+rm -rf "$out"
+cat "$results"

@@ -1,0 +1,48 @@
+// Command extract is the Go side of bench/pkgfile.sh: it does what
+// reconcile does with a cached package, Open then ExtractTo, so that the
+// benchmark times exactly that path against dpkg-deb and rpm2cpio | cpio.
+//
+//	extract PACKAGE ROOT DEST CANDIDATE...
+//
+// EXTRACT_CPUPROFILE=file writes a CPU profile.
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime/pprof"
+
+	"github.com/nodeimage/reconcile/internal/pkgfile"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "extract:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if prof := os.Getenv("EXTRACT_CPUPROFILE"); prof != "" {
+		f, err := os.Create(prof)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	if len(args) < 4 {
+		return fmt.Errorf("usage: extract PACKAGE ROOT DEST CANDIDATE...")
+	}
+	p, err := pkgfile.Open(args[0])
+	if err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(args[1])
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	_, _, err = p.ExtractTo(root, args[2], args[3:])
+	return err
+}
