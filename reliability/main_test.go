@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodeimage/reconcile/internal/testreport"
+
 	"github.com/nodeimage/reconcile/internal/pkgbuild"
 	"github.com/nodeimage/reconcile/internal/platform"
 
@@ -87,7 +89,7 @@ func TestMain(m *testing.M) {
 }
 
 // printSummary prints the counts on stdout, and writes them to the file
-// RELIABILITY_SUMMARY names, if any: "go test ./..." shows a passing
+// testreport, for CI: "go test ./..." shows a passing
 // package's output only with -v, so CI can cat that file instead.
 func printSummary() {
 	summary.Lock()
@@ -106,10 +108,8 @@ func printSummary() {
 		fmt.Fprintf(&b, "  %s\n", summary.lines[k])
 	}
 	fmt.Print(b.String())
-	if p := os.Getenv("RELIABILITY_SUMMARY"); p != "" {
-		if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
-			fmt.Fprintf(os.Stderr, "RELIABILITY_SUMMARY: %v\n", err)
-		}
+	if err := testreport.Write("reliability", b.String()); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", testreport.Env, err)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodeimage/reconcile/internal/testreport"
+
 	"github.com/nodeimage/reconcile/internal/pkgfile/pkgtest"
 )
 
@@ -182,6 +184,17 @@ func TestHostilePackages(t *testing.T) {
 			return d
 		}()), nil, ErrTooLarge, "more than 262144 files"},
 		{"rpm huge index count", edit(rpm(goodRPM), func(b []byte) []byte { copy(b[96+8:], []byte{0xff, 0xff, 0xff, 0xff}); return b }), nil, ErrTooLarge, "header"},
+		{"deb wanted path is a fifo", deb(withFiles(pkgtest.File{Name: "./usr/bin/kubelet", Type: tar.TypeFifo})), nil, ErrUnsafe, "not a regular file"},
+		{"deb wanted path is a device", deb(withFiles(pkgtest.File{Name: "./usr/bin/kubelet", Type: tar.TypeChar})), nil, ErrUnsafe, "not a regular file"},
+		{"deb decompression bomb", deb(bareDeb(pkgtest.File{Name: "./zeros", Body: make([]byte, 64<<20)}, kubelet)),
+			&Limits{MaxFileSize: 128 << 20, MaxMetadataSize: 1 << 20, MaxUnpackedSize: 16 << 20}, ErrTooLarge, "data.tar.gz"},
+		{"rpm decompression bomb", rpm(rpmWith(func(r *pkgtest.RPM) {
+			r.Files = []pkgtest.File{{Name: "./zeros", Body: make([]byte, 64<<20), Mode: 0o644}, kubelet}
+		})), &Limits{MaxFileSize: 128 << 20, MaxMetadataSize: 1 << 20, MaxUnpackedSize: 16 << 20}, ErrTooLarge, "payload"},
+		{"ar long-name table", debMembers(goodDeb, func(m []pkgtest.ArMember) []pkgtest.ArMember {
+			return []pkgtest.ArMember{m[0], {Name: "//", Body: []byte("control.tar.gz-with-a-name-too-long-for-ar/\n")}, m[1], m[2]}
+		}), nil, ErrCorrupt, "//"},
+		{"ar long name reference", debMembers(goodDeb, func(m []pkgtest.ArMember) []pkgtest.ArMember { m[2].Name = "/0"; return m }), nil, ErrCorrupt, "/0"},
 		{"rpm payload is not what the header says", edit(rpm(rpmWith(func(r *pkgtest.RPM) { r.Compression = "zstd" })), func(b []byte) []byte {
 			i := bytes.Index(b, []byte("zstd\x00"))
 			copy(b[i:], "gzip")
@@ -189,6 +202,7 @@ func TestHostilePackages(t *testing.T) {
 		}), nil, ErrDigest, "SHA-256"}, // the header is covered by its digest
 	}
 	dir := t.TempDir()
+	refused := 0 // subtests run one after another
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b, err := tt.build()
@@ -227,6 +241,44 @@ func TestHostilePackages(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.msg) {
 				t.Errorf("error %q does not say %q", err, tt.msg)
 			}
+			if p != nil {
+				refusedOnDisk(t, p)
+			}
+			refused++
 		})
+	}
+	t.Logf("hostile packages: %d crafted .deb and .rpm files refused with an error naming the package; %d well-formed ones extracted", refused, len(tests)-refused)
+	testreport.Write("hostile-packages", fmt.Sprintf("hostile packages: %d crafted .deb and .rpm files refused, each with an error naming the package and the problem, nothing written, the previous target intact (%d well-formed variants extracted)",
+		refused, len(tests)-refused)+"\n")
+}
+
+// refusedOnDisk checks that ExtractTo of a package that Extract refuses
+// leaves the previous target as it was and nothing else behind.
+func refusedOnDisk(t *testing.T, p *Package) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "opt/bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "opt/bin/kubelet"), []byte("previous"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if _, _, err := p.ExtractTo(root, "opt/bin/kubelet", []string{"usr/bin/kubelet"}); err == nil {
+		t.Fatal("ExtractTo accepted what Extract refused")
+	}
+	var files []string
+	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, path)
+		}
+		return err
+	})
+	if got, _ := os.ReadFile(filepath.Join(dir, "opt/bin/kubelet")); string(got) != "previous" || len(files) != 1 {
+		t.Errorf("after a refused extraction: target %q, files %v", got, files)
 	}
 }
