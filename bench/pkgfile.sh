@@ -25,25 +25,15 @@ done
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${PKGFILE_BENCH_CACHE:-${TMPDIR:-/tmp}/pkgfile-bench}/${size_mib}M
 mkdir -p "$cache"
-for tool in dpkg-deb rpmbuild rpm2cpio cpio hyperfine jq /usr/bin/time; do
-	command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install dpkg-dev rpm cpio hyperfine jq time)" >&2; exit 1; }
-done
+# shellcheck source=bench/lib.sh
+. "$repo/bench/lib.sh"
+bench_need dpkg-deb rpmbuild rpm2cpio cpio hyperfine jq /usr/bin/time
 
 # The Go side, built the way reconcile is.
 (cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$cache/extract" ./bench/pkgfile/extract)
 
-# ~100 MiB of real Go-binary bytes: the toolchain's own binaries, then this
-# benchmark's binary and test binaries, repeated only if still short.
 payload=$cache/kubelet
-if [ ! -s "$payload" ]; then
-	tooldir=$(go env GOTOOLDIR)
-	goroot=$(go env GOROOT)
-	(cd "$repo" && CGO_ENABLED=0 go test -c -o "$cache/pkgfile.test" ./internal/pkgfile)
-	srcs=("$tooldir"/* "$goroot"/bin/* "$cache/pkgfile.test" "$cache/extract")
-	# head closes the pipe early: that SIGPIPE is expected.
-	(set +o pipefail; for _ in 1 2 3; do cat "${srcs[@]}"; done | head -c $((size_mib << 20)) >"$payload.tmp")
-	mv "$payload.tmp" "$payload"
-fi
+bench_payload "$size_mib" "$payload"
 
 build_deb() { # comp
 	local out=$cache/kubelet_$1.deb
@@ -81,6 +71,7 @@ install -m 0755 $payload %{buildroot}/usr/bin/kubelet
 SPEC
 	rpmbuild -bb --quiet --target x86_64 \
 		--define "_topdir $top" --define "_binary_payload $2" \
+		--define "_tmppath $top" --define "_dbpath $top/rpmdb" \
 		--define '__strip /bin/true' --define '_build_id_links none' \
 		--define 'debug_package %{nil}' --define '__os_install_post %{nil}' \
 		"$top/k.spec" >/dev/null
@@ -137,3 +128,8 @@ for pkg in "$cache"/kubelet_*.deb "$cache"/kubelet_*.rpm; do
 done
 rm -rf "$out"
 cat "$results"
+# bench/run.sh collects the table and the raw timings from here.
+if [ -n "${BENCH_OUT:-}" ]; then
+	cp "$results" "$BENCH_OUT/pkgfile.md"
+	for j in "$cache"/kubelet_*.json; do cp "$j" "$BENCH_OUT/pkgfile-$(basename "$j")"; done
+fi

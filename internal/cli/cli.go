@@ -69,7 +69,7 @@ func badInput(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
-func parse(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
+func parse(args []string, getenv func(string) string, stdout io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -94,19 +94,29 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.BoolVar(&o.version, "version", false, "print the version")
 	help := fs.Bool("help", false, "")
 	fs.BoolVar(help, "h", false, "")
-	if err := fs.Parse(args); err != nil {
-		return nil, badInput("%v (see reconcile --help)", err)
+	// flag stops at the first argument that is not a flag; parsing again
+	// after it lets flags follow MANIFEST, as users write them.
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, badInput("%v (see reconcile --help)", err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
 	if *help {
-		io.WriteString(stderr, helpText)
+		io.WriteString(stdout, helpText)
 		return nil, nil
 	}
-	switch fs.NArg() {
+	switch len(positional) {
 	case 0:
 	case 1:
-		o.manifest = fs.Arg(0)
+		o.manifest = positional[0]
 	default:
-		return nil, badInput("at most one MANIFEST argument, got %q (flags go before it)", fs.Args())
+		return nil, badInput("at most one MANIFEST argument, got %q", positional)
 	}
 	if o.mode == "" && o.dryRun {
 		o.mode = string(plan.Bake)
@@ -134,7 +144,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 
 // Run is the whole command; it returns the exit code.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	o, err := parse(args, getenv, stderr)
+	o, err := parse(args, getenv, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "reconcile: %v\n", err)
 		return ExitBadInput

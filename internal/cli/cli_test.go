@@ -675,3 +675,70 @@ func snapshot(t testing.TB, root string) []string {
 	})
 	return out
 }
+
+func TestBadInputExitsTwo(t *testing.T) {
+	root := newRoot(t, "ubuntu-24.04")
+	manifest := filepath.Join(t.TempDir(), "components.yaml")
+	writeFile(t, manifest, twoVersions)
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"no mode", nil, []string{"--root", root}, "--mode is required"},
+		{"unknown mode", nil, []string{"--mode=install"}, `--mode "install": expected bake, boot or verify`},
+		{"unknown flag", nil, []string{"--mode=bake", "--force"}, "flag provided but not defined: -force"},
+		{"two manifests", nil, []string{"--dry-run", manifest, manifest}, "at most one MANIFEST argument"},
+		{"bad output", nil, []string{"--dry-run", "--output", "yaml"}, `--output "yaml": expected text or json`},
+		{"detailed exit code without dry-run", nil, []string{"--mode=bake", "--detailed-exitcode"}, "--detailed-exitcode goes with --dry-run"},
+		{"bad arch", nil, []string{"--dry-run", "--root", root, "--arch", "riscv64", manifest}, `--arch "riscv64": expected amd64 or arm64`},
+		{"unknown distro", nil, []string{"--dry-run", "--distro", "gentoo-2.17", manifest}, `unknown distro id "gentoo"`},
+		{"boot without a version", nil, []string{"--mode=boot", "--root", root, manifest}, "boot needs the cluster version"},
+		{"bad cluster version", map[string]string{"KUBERNETES_VERSION": "1.35"}, []string{"--mode=boot", "--root", root, manifest}, `"1.35" is a minor line`},
+		{"bad enforce variable", map[string]string{"SHOULD_ENFORCE_KUBE_PMC_INSTALL": "yes"}, []string{"--mode=boot"}, `SHOULD_ENFORCE_KUBE_PMC_INSTALL="yes": expected true or false`},
+		{"missing manifest", nil, []string{"--dry-run", "--root", root, "/no/such.yaml"}, "/no/such.yaml"},
+		{"missing root", nil, []string{"--dry-run", "--root", "/no/such/root", manifest}, "--root /no/such/root"},
+		{"distro not in the manifest", nil, []string{"--mode=bake", "--root", root, "--distro", "debian-12", manifest}, "has no entries for debian-12 amd64 (it lists ubuntu-24.04)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := snapshot(t, root)
+			r := run(t, tc.env, tc.args...).must(t, ExitBadInput)
+			if !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("stderr lacks %q:\n%s", tc.want, r.stderr)
+			}
+			if after := snapshot(t, root); !slices.Equal(before, after) {
+				t.Error("bad input changed the disk")
+			}
+		})
+	}
+}
+
+func TestFlagsMayFollowTheManifest(t *testing.T) {
+	manifest := filepath.Join(t.TempDir(), "components.yaml")
+	writeFile(t, manifest, twoVersions)
+	r := run(t, nil, manifest, "--dry-run", "--distro", "ubuntu-24.04", "--arch", "arm64").must(t, ExitOK)
+	if !strings.Contains(r.stdout, "bake plan for ubuntu-24.04 arm64") {
+		t.Errorf("stdout:\n%s", r.stdout)
+	}
+}
+
+func TestDryRunDetailedExitCode(t *testing.T) {
+	root, manifest := bakedRoot(t)
+	args := []string{"--dry-run", "--detailed-exitcode", "--root", root, "--arch", "amd64", manifest}
+	run(t, nil, args...).must(t, ExitOK)
+	run(t, nil, append(args, "--mode=boot", "--k8s-version", "1.34.10")...).must(t, ExitChanges)
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	r := run(t, nil, "--help").must(t, ExitOK)
+	for _, want := range []string{"SYNOPSIS", "EXIT CODES", "121", "KUBERNETES_VERSION", "SHOULD_ENFORCE_KUBE_PMC_INSTALL", "/var/lib/reconcile/state.json", "EXAMPLES"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+	if r := run(t, nil, "--version").must(t, ExitOK); !strings.HasPrefix(r.stdout, "reconcile ") {
+		t.Errorf("--version printed %q", r.stdout)
+	}
+}
