@@ -164,15 +164,29 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if o.output == "json" {
 		logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	}
-	c := &command{o: o, log: logger, stdout: stdout, stderr: stderr, getenv: getenv}
+	out := &countingWriter{w: stdout}
+	c := &command{o: o, log: logger, stdout: out, stderr: stderr, getenv: getenv}
 	code, err := c.run(ctx)
 	if err != nil {
-		if o.output == "json" {
+		// --output json prints one document: the plan or results (which
+		// carry the error) or, when the run failed before them, this.
+		if o.output == "json" && out.n == 0 {
 			json.NewEncoder(stdout).Encode(map[string]any{"error": err.Error(), "exit_code": code})
 		}
 		fmt.Fprintf(stderr, "reconcile: %v\n", err)
 	}
 	return code
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 type command struct {
@@ -184,6 +198,7 @@ type command struct {
 }
 
 func (c *command) run(ctx context.Context) (int, error) {
+	start := time.Now()
 	m, err := c.loadManifest()
 	if err != nil {
 		return ExitBadInput, err
@@ -231,7 +246,6 @@ func (c *command) run(ctx context.Context) (int, error) {
 		}
 		return ExitOK, nil
 	}
-	start := time.Now()
 	if err := p.Err(); err != nil {
 		c.printPlan(p, m)
 		return planExit(req.Mode, err), c.emit(root, p, nil, start, err)

@@ -742,3 +742,32 @@ func TestHelpAndVersion(t *testing.T) {
 		t.Errorf("--version printed %q", r.stdout)
 	}
 }
+
+// TestJSONOutputIsOneDocument: whatever happens, --output json prints
+// exactly one JSON document on stdout.
+func TestJSONOutputIsOneDocument(t *testing.T) {
+	root := newRoot(t, "ubuntu-24.04")
+	manifest := filepath.Join(t.TempDir(), "components.yaml")
+	writeFile(t, manifest, twoVersions)
+	for name, tc := range map[string]struct {
+		args []string
+		code int
+	}{
+		"bad manifest":    {[]string{"--mode=bake", "--root", root, "/no/such.yaml"}, ExitBadInput},
+		"plan with holes": {[]string{"--mode=bake", "--root", root, manifest}, ExitFailure},
+		"boot unserved":   {[]string{"--mode=boot", "--k8s-version", "1.99.0", "--root", root, manifest}, 121},
+		"dry run":         {[]string{"--dry-run", "--root", root, manifest}, ExitOK},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := run(t, nil, append([]string{"--output", "json", "--arch", "amd64"}, tc.args...)...).must(t, tc.code)
+			dec := json.NewDecoder(strings.NewReader(r.stdout))
+			var doc map[string]any
+			if err := dec.Decode(&doc); err != nil {
+				t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
+			}
+			if dec.More() {
+				t.Errorf("more than one JSON document:\n%s", r.stdout)
+			}
+		})
+	}
+}
