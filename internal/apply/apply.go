@@ -145,7 +145,9 @@ func (r *run) one(ctx context.Context, a plan.Action) result {
 		// Result.String names the action; Error holds only the cause.
 		res.Error = res.err.Error()
 		res.err = &ActionError{Action: a, Err: res.err}
-		log.Error("action failed", "err", res.err)
+		// Info, not Error: the caller reports the failure; this line is
+		// the trace --verbose asks for.
+		log.Info("action failed", "err", res.err)
 	} else {
 		log.Info("action done")
 	}
@@ -249,9 +251,8 @@ func (r *run) reportedVersion(ctx context.Context, a plan.Action) (string, []str
 	if err != nil {
 		return first, []string{fmt.Sprintf("%s %s failed: %v", a.Path, strings.Join(a.VersionArgs, " "), err)}
 	}
-	upstream, _, _ := strings.Cut(a.PackageVersion[strings.IndexByte(a.PackageVersion, ':')+1:], "-")
-	if !strings.Contains(string(out), upstream) {
-		return first, []string{fmt.Sprintf("%s reports %q, which does not contain the manifest's version %s", a.Path, first, upstream)}
+	if v, err := pkgversion.Parse(r.o.Format, a.PackageVersion); err == nil && !v.ReportedIn(string(out)) {
+		return first, []string{fmt.Sprintf("%s reports %q, which does not contain the manifest's version %s", a.Path, first, v.Upstream)}
 	}
 	return first, nil
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -203,7 +204,12 @@ func (c *command) run(ctx context.Context) (int, error) {
 	if err != nil {
 		return ExitBadInput, err
 	}
-	root, err := os.OpenRoot(c.o.root)
+	// Absolute, because the package manager is told host paths under it.
+	rootDir, err := filepath.Abs(c.o.root)
+	if err != nil {
+		return ExitBadInput, badInput("--root %s: %v", c.o.root, err)
+	}
+	root, err := os.OpenRoot(rootDir)
 	if err != nil {
 		return ExitBadInput, badInput("--root %s: %v", c.o.root, err)
 	}

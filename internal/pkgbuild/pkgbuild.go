@@ -5,6 +5,7 @@ package pkgbuild
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -27,6 +28,10 @@ type Spec struct {
 	Depends []string          // "iptables", "conntrack"
 	// Compression: deb gzip|xz|zstd|none|bzip2; rpm gzip|xz|zstd (default gzip).
 	Compression string
+	// Postinst is the shell script body of the deb postinst and the rpm
+	// %post scriptlet (where rpm expands % macros), which reconcile must
+	// never run. Empty: one that prints a message and fails.
+	Postinst string
 }
 
 // Tools lists the commands building needs for a format, for skip messages.
@@ -45,8 +50,8 @@ func Build(f platform.Format, dir string, s Spec) (string, error) {
 	return Deb(dir, s)
 }
 
-// Deb builds s with dpkg-deb, with a postinst script that reconcile must
-// never run.
+// Deb builds s with dpkg-deb, with a postinst script (s.Postinst) that
+// reconcile must never run.
 func Deb(dir string, s Spec) (string, error) {
 	v, err := pkgversion.Parse(platform.Deb, s.Version)
 	if err != nil {
@@ -68,7 +73,7 @@ func Deb(dir string, s Spec) (string, error) {
 	if err := writeFile(filepath.Join(work, "DEBIAN", "control"), []byte(control), 0o644); err != nil {
 		return "", err
 	}
-	postinst := "#!/bin/sh\necho postinst ran >&2\nexit 1\n"
+	postinst := "#!/bin/sh\n" + s.script("echo postinst ran >&2\nexit 1\n")
 	if err := writeFile(filepath.Join(work, "DEBIAN", "postinst"), []byte(postinst), 0o755); err != nil {
 		return "", err
 	}
@@ -83,8 +88,8 @@ func Deb(dir string, s Spec) (string, error) {
 	return out, nil
 }
 
-// RPM builds s with rpmbuild, with a %post scriptlet that reconcile must
-// never run.
+// RPM builds s with rpmbuild, with a %post scriptlet (s.Postinst) that
+// reconcile must never run.
 func RPM(dir string, s Spec) (string, error) {
 	v, err := pkgversion.Parse(platform.RPM, s.Version)
 	if err != nil {
@@ -115,7 +120,7 @@ func RPM(dir string, s Spec) (string, error) {
 	for _, name := range names {
 		fmt.Fprintf(&spec, "install -D -m 0755 %%{_sourcedir}/%s %%{buildroot}/%s\n", name, name)
 	}
-	spec.WriteString("%post\necho post ran >&2\nexit 1\n%files\n")
+	spec.WriteString("%post\n" + s.script("echo post ran >&2\nexit 1\n") + "%files\n")
 	for _, name := range names {
 		fmt.Fprintf(&spec, "/%s\n", name)
 	}
@@ -148,6 +153,15 @@ func RPM(dir string, s Spec) (string, error) {
 	}
 	out := filepath.Join(dir, filepath.Base(built[0]))
 	return out, os.Rename(built[0], out)
+}
+
+// script is s.Postinst, or dflt when it is empty, ending in a newline.
+func (s Spec) script(dflt string) string {
+	body := cmp.Or(s.Postinst, dflt)
+	if !strings.HasSuffix(body, "\n") {
+		body += "\n"
+	}
+	return body
 }
 
 func sortedNames(files map[string][]byte) []string {

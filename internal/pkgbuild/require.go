@@ -28,14 +28,3 @@ func RequireFormat(t testing.TB, f platform.Format) {
 	t.Helper()
 	Require(t, Tools(f)...)
 }
-
-// Missing returns the first tool needed to build format f that is not on
-// PATH, or "".
-func Missing(f platform.Format) string {
-	for _, t := range Tools(f) {
-		if _, err := exec.LookPath(t); err != nil {
-			return t
-		}
-	}
-	return ""
-}

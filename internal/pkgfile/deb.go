@@ -300,7 +300,7 @@ func (p *Package) checkHit(h *debHit) error {
 	case tar.TypeReg:
 		return nil
 	case tar.TypeSymlink:
-		return p.errf(ErrUnsafe, h.hdr.Name, nil, "is a symbolic link to %q, not a regular file", h.hdr.Linkname)
+		return &symlinkError{name: h.hdr.Name, target: h.hdr.Linkname}
 	case tar.TypeLink:
 		return p.errf(ErrUnsafe, h.hdr.Name, nil, "is a hard link to %q, not a regular file", h.hdr.Linkname)
 	}

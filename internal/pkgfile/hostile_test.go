@@ -92,6 +92,13 @@ func TestHostilePackages(t *testing.T) {
 		{"deb underscore member ignored", debMembers(goodDeb, func(m []pkgtest.ArMember) []pkgtest.ArMember {
 			return []pkgtest.ArMember{m[0], {Name: "_gpgorigin", Body: []byte("sig")}, m[1], m[2], {Name: "extra", Body: []byte("later members are ignored")}}
 		}), nil, nil, ""},
+		{"deb symlink followed inside the package", deb(withFiles(pkgtest.File{Name: "./usr/bin/kubelet", Type: tar.TypeSymlink, Linkname: "../sbin/kubelet"},
+			pkgtest.File{Name: "./usr/sbin/kubelet", Body: kubeletBody})), nil, nil, ""},
+		{"deb absolute symlink read from the package root", deb(withFiles(pkgtest.File{Name: "./usr/sbin/kubelet", Body: kubeletBody},
+			pkgtest.File{Name: "./usr/bin/kubelet", Type: tar.TypeSymlink, Linkname: "/usr/sbin/kubelet"})), nil, nil, ""},
+		{"rpm symlink followed inside the package", rpm(rpmWith(func(r *pkgtest.RPM) {
+			r.Files = []pkgtest.File{{Name: "./usr/bin/kubelet", Type: tar.TypeSymlink, Linkname: "../sbin/kubelet"}, {Name: "./usr/sbin/kubelet", Body: kubeletBody}}
+		})), nil, nil, ""},
 		{"rpm baseline", rpm(goodRPM), nil, nil, ""},
 		{"rpm absolute cpio names (rpmpack)", rpm(rpmWith(func(r *pkgtest.RPM) { r.AbsoluteNames = true })), nil, nil, ""},
 		{"rpm xz", rpm(rpmWith(func(r *pkgtest.RPM) { r.Compression = "xz" })), nil, nil, ""},
@@ -121,6 +128,12 @@ func TestHostilePackages(t *testing.T) {
 		{"deb duplicate spelt differently", deb(bareDeb(kubelet, pkgtest.File{Name: "/usr/bin/kubelet", Body: []byte("evil")})), nil, ErrUnsafe, "appears 2 times"},
 		{"deb duplicate via ..", deb(bareDeb(kubelet, pkgtest.File{Name: "./usr/lib/../bin/kubelet", Body: []byte("evil")})), nil, ErrUnsafe, "appears 2 times"},
 		{"deb symlink out of the package", deb(withFiles(pkgtest.File{Name: "./usr/bin/kubelet", Type: tar.TypeSymlink, Linkname: "/etc/shadow"})), nil, ErrUnsafe, `symbolic link to "/etc/shadow"`},
+		{"deb symlink climbing out", deb(withFiles(pkgtest.File{Name: "./usr/bin/kubelet", Type: tar.TypeSymlink, Linkname: "../../../etc/shadow"})), nil, ErrUnsafe, "leaves the package"},
+		{"deb symlink loop", deb(withFiles(pkgtest.File{Name: "./usr/bin/kubelet", Type: tar.TypeSymlink, Linkname: "kubelet2"},
+			pkgtest.File{Name: "./usr/bin/kubelet2", Type: tar.TypeSymlink, Linkname: "kubelet"})), nil, ErrUnsafe, "symbolic links in a row"},
+		{"rpm symlink climbing out", rpm(rpmWith(func(r *pkgtest.RPM) {
+			r.Files = []pkgtest.File{{Name: kubelet.Name, Type: tar.TypeSymlink, Linkname: "../../../../etc/shadow"}}
+		})), nil, ErrUnsafe, "leaves the package"},
 		{"deb hard link", deb(withFiles(otherFile, pkgtest.File{Name: "./usr/bin/kubelet", Type: tar.TypeLink, Linkname: "./usr/share/doc/kubelet/copyright"})), nil, ErrUnsafe, "hard link"},
 		{"deb directory", deb(withFiles(pkgtest.File{Name: "./usr/bin/kubelet/", Type: tar.TypeDir})), nil, ErrUnsafe, "not a regular file"},
 		{"deb md5 mismatch", deb(withFiles(pkgtest.File{Name: kubelet.Name, Body: kubeletBody, Digest: strings.Repeat("0", 32)})), nil, ErrDigest, "md5sums declares 0000"},

@@ -10,9 +10,11 @@
 // digest mismatches are errors (*Error) that name the package and the
 // problem.
 //
-// Symbolic and hard links are refused as the wanted entry rather than
-// resolved: every binary reconcile extracts is a regular file in its
-// package, and refusing leaves no way for a link to reach the disk.
+// A wanted entry that is a symbolic link is followed inside the package
+// only (runc's usr/bin/runc → ../sbin/runc): an absolute target is read from
+// the package root, and a target that climbs out of it, names nothing in the
+// package, or starts a chain of more than eight links is refused. Hard links
+// as the wanted entry are refused. Nothing a link says ever reaches the disk.
 //
 // Decoding runs beside hashing and writing on separate goroutines, and the
 // xz data.tar of a deb, which dpkg-deb writes as independent blocks, is
@@ -195,6 +197,58 @@ func (p *Package) extract(candidates []string, w io.Writer, o *extractOpts) (Ent
 	if err != nil {
 		return Entry{}, fmt.Errorf("extracting from %s: %w", p.Path, err)
 	}
+	// A wanted entry that is a symbolic link (runc's usr/bin/runc →
+	// ../sbin/runc) is followed inside the package, never onto the disk: an
+	// absolute target is read from the package root, a target that climbs
+	// out of it is refused, and so is a target the package does not hold.
+	var link *symlinkError
+	for hops := 0; ; hops++ {
+		e, err := p.extractOnce(want, w, o)
+		if link != nil && errors.Is(err, ErrNotFound) {
+			return Entry{}, p.errf(ErrUnsafe, link.name, nil, "is a symbolic link to %q, which names no file in the package", link.target)
+		}
+		if !errors.As(err, &link) {
+			return e, err
+		}
+		if hops == maxLinkHops {
+			return Entry{}, p.errf(ErrUnsafe, link.name, nil, "more than %d symbolic links in a row", maxLinkHops)
+		}
+		next, ok := resolveLink(link.name, link.target)
+		if !ok {
+			return Entry{}, p.errf(ErrUnsafe, link.name, nil, "is a symbolic link to %q, which leaves the package", link.target)
+		}
+		want = []string{next}
+	}
+}
+
+// maxLinkHops bounds a chain of symbolic links (and so a loop of them).
+const maxLinkHops = 8
+
+// symlinkError is a wanted entry that is a symbolic link: extract follows it.
+type symlinkError struct{ name, target string }
+
+func (e *symlinkError) Error() string { return fmt.Sprintf("%s is a symbolic link to %q", e.name, e.target) }
+
+// resolveLink is the package path a link named name pointing at target
+// leads to, or false when it leaves the package root.
+func resolveLink(name, target string) (string, bool) {
+	clean, ok := cleanName(name)
+	if !ok || target == "" {
+		return "", false
+	}
+	var next string
+	if path.IsAbs(target) {
+		next = path.Clean(target)[1:]
+	} else {
+		next = path.Join(path.Dir(clean), target)
+	}
+	if next == "" || next == "." || next == ".." || strings.HasPrefix(next, "../") {
+		return "", false
+	}
+	return next, true
+}
+
+func (p *Package) extractOnce(want []string, w io.Writer, o *extractOpts) (Entry, error) {
 	f, err := p.reopen()
 	if err != nil {
 		return Entry{}, err

@@ -122,8 +122,9 @@ func TestExtractCandidates(t *testing.T) {
 		// kubelet is met before it is known that the first candidate is absent.
 		{"later candidate met first", []string{"usr/local/bin/missing", "usr/bin/kubelet"}, "kubelet", nil},
 		{"none present", []string{"usr/bin/missing", "usr/local/bin/missing"}, "", ErrNotFound},
-		{"symlink refused", []string{"usr/bin/kubelet-link"}, "", ErrUnsafe},
-		{"first present is a symlink", []string{"usr/bin/kubelet-link", "usr/bin/kubelet"}, "", ErrUnsafe},
+		// kubelet-link → kubelet, followed inside the package.
+		{"symlink followed", []string{"usr/bin/kubelet-link"}, "kubelet", nil},
+		{"first present is a symlink", []string{"usr/bin/kubelet-link", "usr/local/bin/helper"}, "kubelet", nil},
 	}
 	for _, format := range []platform.Format{platform.Deb, platform.RPM} {
 		f := fixtureFor(t, format, "zstd", platform.AMD64)

@@ -552,7 +552,7 @@ func (p *Package) extractRPM(f *os.File, want []string, w io.Writer, o *extractO
 	switch fl.mode & sIFMT {
 	case sIFREG:
 	case sIFLNK:
-		return Entry{}, p.errf(ErrUnsafe, fl.name, nil, "is a symbolic link to %q, not a regular file", fl.link)
+		return Entry{}, &symlinkError{name: fl.name, target: fl.link}
 	default:
 		return Entry{}, p.errf(ErrUnsafe, fl.name, nil, "is not a regular file (mode %o)", fl.mode)
 	}

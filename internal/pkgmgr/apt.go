@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/nodeimage/reconcile/internal/pkgversion"
 	"github.com/nodeimage/reconcile/internal/platform"
@@ -20,8 +19,7 @@ import (
 // directory and touches neither dpkg's database nor apt's archive cache.
 type apt struct{ c *commander }
 
-func (a *apt) Name() string            { return "apt-get" }
-func (a *apt) deadline() time.Duration { return a.c.limit }
+func (a *apt) command() string         { return "apt-get" }
 func (a *apt) format() platform.Format { return platform.Deb }
 
 // aptNotFound recognises apt's answers that a package or version does not
@@ -41,9 +39,6 @@ func aptSpec(name string, arch platform.Arch) string {
 }
 
 func (a *apt) records(ctx context.Context, name string, arch platform.Arch) ([]record, error) {
-	if err := checkName(name); err != nil {
-		return nil, err
-	}
 	out, err := a.c.run(ctx, "", aptNotFound, "apt-cache", "-o", "APT::Cache::AllVersions=1", "show", aptSpec(name, arch))
 	if err != nil {
 		var ce *CommandError
@@ -107,45 +102,18 @@ func parseAptShow(data []byte, name string, arch platform.Arch) ([]record, []err
 	return recs, bad
 }
 
-func (a *apt) Versions(ctx context.Context, name string, arch platform.Arch) ([]pkgversion.Version, error) {
-	ctx, cancel := a.c.withDeadline(ctx)
-	defer cancel()
-	recs, err := a.records(ctx, name, arch)
-	if err != nil {
-		return nil, err
-	}
-	return versionsOf(recs), nil
-}
-
-// Update runs "apt-get update": node images often ship with the lists
+// update runs "apt-get update": node images often ship with the lists
 // removed, and lists baked weeks ago do not know this week's patch release.
-func (a *apt) Update(ctx context.Context) error {
-	ctx, cancel := a.c.withDeadline(ctx)
-	defer cancel()
+func (a *apt) update(ctx context.Context) error {
 	if _, err := a.c.run(ctx, "", nil, "apt-get", "-q", "update"); err != nil {
 		return fmt.Errorf("refreshing the apt lists: %w", err)
 	}
 	return nil
 }
 
-func (a *apt) Download(ctx context.Context, name string, version pkgversion.Version, arch platform.Arch, dir string) (string, error) {
-	ctx, cancel := a.c.withDeadline(ctx)
-	defer cancel()
-	if err := checkDir(dir); err != nil {
-		return "", err
-	}
-	recs, err := a.records(ctx, name, arch)
-	if err != nil {
-		return "", err
-	}
-	rec, err := choose(a, platform.Deb, recs, name, version, arch)
-	if err != nil {
-		return "", err
-	}
-	// apt-get download writes into its working directory, under the base
-	// name of the index's Filename.
-	return downloadInto(dir, rec, func() error {
-		_, err := a.c.run(ctx, dir, aptNotFound, "apt-get", "-q", "download", rec.spec)
-		return err
-	})
+// download runs "apt-get download", which writes into its working
+// directory, under the base name of the index's Filename.
+func (a *apt) download(ctx context.Context, rec record, _ platform.Arch, dir string) error {
+	_, err := a.c.run(ctx, dir, aptNotFound, "apt-get", "-q", "download", rec.spec)
+	return err
 }

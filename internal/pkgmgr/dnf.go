@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/nodeimage/reconcile/internal/pkgversion"
 	"github.com/nodeimage/reconcile/internal/platform"
@@ -17,8 +16,7 @@ import (
 // which leaves the rpm database alone and runs no scriptlet.
 type dnf struct{ c *commander }
 
-func (d *dnf) Name() string            { return "dnf" }
-func (d *dnf) deadline() time.Duration { return d.c.limit }
+func (d *dnf) command() string         { return "dnf" }
 func (d *dnf) format() platform.Format { return platform.RPM }
 
 // dnfNotFound recognises dnf's answers that a package or version does not
@@ -33,9 +31,6 @@ func dnfNotFound(out string) bool {
 const dnfQueryFormat = "%{name}\t%{epoch}\t%{version}\t%{release}\t%{arch}\t%{location}\t%{downloadsize}"
 
 func (d *dnf) records(ctx context.Context, name string, arch platform.Arch) ([]record, error) {
-	if err := checkName(name); err != nil {
-		return nil, err
-	}
 	// --available: a package installed on the node but gone from the
 	// repositories cannot be downloaded. --arch narrows the output; the
 	// parser checks the architecture again all the same.
@@ -91,46 +86,19 @@ func parseRepoquery(data []byte, name string, arch platform.Arch) ([]record, []e
 	return recs, bad
 }
 
-func (d *dnf) Versions(ctx context.Context, name string, arch platform.Arch) ([]pkgversion.Version, error) {
-	ctx, cancel := d.c.withDeadline(ctx)
-	defer cancel()
-	recs, err := d.records(ctx, name, arch)
-	if err != nil {
-		return nil, err
-	}
-	return versionsOf(recs), nil
-}
-
-// Update expires and reloads the repository metadata. dnf refreshes expired
+// update expires and reloads the repository metadata. dnf refreshes expired
 // metadata by itself; this catches a version published since the last load.
-func (d *dnf) Update(ctx context.Context) error {
-	ctx, cancel := d.c.withDeadline(ctx)
-	defer cancel()
+func (d *dnf) update(ctx context.Context) error {
 	if _, err := d.c.run(ctx, "", nil, "dnf", "-q", "--refresh", "makecache"); err != nil {
 		return fmt.Errorf("refreshing the dnf metadata: %w", err)
 	}
 	return nil
 }
 
-func (d *dnf) Download(ctx context.Context, name string, version pkgversion.Version, arch platform.Arch, dir string) (string, error) {
-	ctx, cancel := d.c.withDeadline(ctx)
-	defer cancel()
-	if err := checkDir(dir); err != nil {
-		return "", err
-	}
-	recs, err := d.records(ctx, name, arch)
-	if err != nil {
-		return "", err
-	}
-	rec, err := choose(d, platform.RPM, recs, name, version, arch)
-	if err != nil {
-		return "", err
-	}
-	// dnf download writes into --destdir under the base name of the
-	// package's location in the repository.
-	return downloadInto(dir, rec, func() error {
-		_, err := d.c.run(ctx, "", dnfNotFound, "dnf", "-q", "download", "--destdir="+dir,
-			"--arch="+arch.In(platform.RPM), "--", rec.spec)
-		return err
-	})
+// download runs "dnf download", which writes into --destdir under the base
+// name of the package's location in the repository.
+func (d *dnf) download(ctx context.Context, rec record, arch platform.Arch, dir string) error {
+	_, err := d.c.run(ctx, "", dnfNotFound, "dnf", "-q", "download", "--destdir="+dir,
+		"--arch="+arch.In(platform.RPM), "--", rec.spec)
+	return err
 }

@@ -5,32 +5,12 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-)
 
-// requireTools stops a test that needs real tools the machine lacks: a skip
-// on a workstation, a failure in CI (CI=true), where a skip would hide that
-// nothing was tested.
-func requireTools(t *testing.T, tools ...string) {
-	t.Helper()
-	var missing []string
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := fmt.Sprintf("tools not installed: %s", strings.Join(missing, ", "))
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg + " (CI=true: they are required)")
-	}
-	t.Skip(msg)
-}
+	"github.com/nodeimage/reconcile/internal/pkgversion"
+)
 
 // runTool runs a fixture-building command and fails the test with its output.
 func runTool(t *testing.T, dir, name string, args ...string) string {
@@ -51,6 +31,15 @@ func runTool(t *testing.T, dir, name string, args ...string) string {
 
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// versionStrings spells vs as the repositories do.
+func versionStrings(vs []pkgversion.Version) []string {
+	var s []string
+	for _, v := range vs {
+		s = append(s, v.String())
+	}
+	return s
 }
 
 // hostState records the modification time and size of host paths the
@@ -99,19 +88,5 @@ func onlyEntry(t *testing.T, dir, name string) {
 	}
 	if !slices.Equal(names, []string{name}) {
 		t.Errorf("%s holds %v, want only %s", dir, names, name)
-	}
-}
-
-func writeFile(t *testing.T, path, content string, mode os.FileMode) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), mode); err != nil {
-		t.Fatal(err)
-	}
-	// WriteFile's mode is filtered by the umask; fixtures need it exact.
-	if err := os.Chmod(path, mode); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -99,11 +99,79 @@ func New(format platform.Format, opts Options) (Manager, error) {
 	c := newCommander(opts)
 	switch format {
 	case platform.Deb:
-		return &apt{c: c}, nil
+		return &manager{c: c, tool: &apt{c: c}}, nil
 	case platform.RPM:
-		return &dnf{c: c}, nil
+		return &manager{c: c, tool: &dnf{c: c}}, nil
 	}
 	return nil, fmt.Errorf("no package manager for package format %q (want %q or %q)", format, platform.Deb, platform.RPM)
+}
+
+// tool is what differs between apt-get and dnf: how each lists, downloads
+// and refreshes. manager does the rest the same way for both.
+type tool interface {
+	// command is the tool's name, for Manager.Name.
+	command() string
+	format() platform.Format
+	// records lists what the repositories offer of name (already checked
+	// by checkName) for arch.
+	records(ctx context.Context, name string, arch platform.Arch) ([]record, error)
+	// download runs the tool's download of rec for arch into dir, which
+	// exists; downloadInto checks the result.
+	download(ctx context.Context, rec record, arch platform.Arch, dir string) error
+	// update refreshes the repository metadata.
+	update(ctx context.Context) error
+}
+
+// manager is the Manager and Updater New returns: it bounds each call by
+// the deadline, checks names and directories, chooses the record of the
+// version asked for and checks the downloaded file around one tool.
+type manager struct {
+	c    *commander
+	tool tool
+}
+
+func (m *manager) Name() string            { return m.tool.command() }
+func (m *manager) deadline() time.Duration { return m.c.limit }
+func (m *manager) format() platform.Format { return m.tool.format() }
+
+func (m *manager) records(ctx context.Context, name string, arch platform.Arch) ([]record, error) {
+	if err := checkName(name); err != nil {
+		return nil, err
+	}
+	return m.tool.records(ctx, name, arch)
+}
+
+func (m *manager) Versions(ctx context.Context, name string, arch platform.Arch) ([]pkgversion.Version, error) {
+	ctx, cancel := m.c.withDeadline(ctx)
+	defer cancel()
+	recs, err := m.records(ctx, name, arch)
+	if err != nil {
+		return nil, err
+	}
+	return versionsOf(recs), nil
+}
+
+func (m *manager) Update(ctx context.Context) error {
+	ctx, cancel := m.c.withDeadline(ctx)
+	defer cancel()
+	return m.tool.update(ctx)
+}
+
+func (m *manager) Download(ctx context.Context, name string, version pkgversion.Version, arch platform.Arch, dir string) (string, error) {
+	ctx, cancel := m.c.withDeadline(ctx)
+	defer cancel()
+	if err := checkDir(dir); err != nil {
+		return "", err
+	}
+	recs, err := m.records(ctx, name, arch)
+	if err != nil {
+		return "", err
+	}
+	rec, err := choose(m, m.format(), recs, name, version, arch)
+	if err != nil {
+		return "", err
+	}
+	return downloadInto(dir, rec, func() error { return m.tool.download(ctx, rec, arch, dir) })
 }
 
 // ErrVersionNotOffered is wrapped by the error (a *NotOfferedError) returned

@@ -487,11 +487,7 @@ func TestVersionsSortedWithoutDuplicates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for _, v := range vs {
-		got = append(got, v.String())
-	}
-	if want := []string{"1.34.1-1.1", "1.34.10~rc.1-1.1", "1.34.10-1.1", "1.34.11-1.1"}; !slices.Equal(got, want) {
+	if got, want := versionStrings(vs), []string{"1.34.1-1.1", "1.34.10~rc.1-1.1", "1.34.10-1.1", "1.34.11-1.1"}; !slices.Equal(got, want) {
 		t.Errorf("versions = %v, want %v", got, want)
 	}
 }

@@ -150,6 +150,36 @@ func Compare(a, b Version) int {
 // (so "1:1.0-1" equals "1:1.00-1" for dpkg, as dpkg itself says).
 func Equal(a, b Version) bool { return a.Format == b.Format && Compare(a, b) == 0 }
 
+// ReportedIn reports whether a binary's version output names this version:
+// the upstream version as written, or for Debian's "X+reallyY" the Y the
+// binary itself was built as (kubectl 1.20.5+really1.20.2 says v1.20.2).
+// The version must stand on its own: 1.34.1 is not reported by "v1.34.10".
+func (v Version) ReportedIn(output string) bool {
+	if containsVersion(output, v.Upstream) {
+		return true
+	}
+	_, real, ok := strings.Cut(v.Upstream, "+really")
+	return ok && real != "" && containsVersion(output, real)
+}
+
+// containsVersion finds ver in s with no digit or dot-digit glued to it.
+func containsVersion(s, ver string) bool {
+	isDigit := func(i int) bool { return i >= 0 && i < len(s) && s[i] >= '0' && s[i] <= '9' }
+	for from := 0; ; {
+		i := strings.Index(s[from:], ver)
+		if i < 0 {
+			return false
+		}
+		start, end := from+i, from+i+len(ver)
+		before := isDigit(start-1) || start > 0 && s[start-1] == '.' && isDigit(start-2)
+		after := isDigit(end) || end < len(s) && s[end] == '.' && isDigit(end+1)
+		if !before && !after {
+			return true
+		}
+		from = start + 1
+	}
+}
+
 // Kube is the upstream version as a Kubernetes version: "+reallyX" means X
 // (Debian's convention for a downgrade), '~' starts a pre-release.
 func (v Version) Kube() (*semver.Version, error) {

@@ -547,3 +547,27 @@ func FuzzCompare(f *testing.F) {
 		}
 	})
 }
+
+func TestReportedIn(t *testing.T) {
+	tests := []struct {
+		format platform.Format
+		v, out string
+		want   bool
+	}{
+		{platform.Deb, "1.34.10-ubuntu24.04u1", "Kubernetes v1.34.10\n", true},
+		{platform.Deb, "1.34.1-ubuntu24.04u1", "Kubernetes v1.34.10\n", false}, // the loose-match trap
+		{platform.Deb, "1.34.1-ubuntu24.04u1", "Kubernetes v11.34.1\n", false},
+		{platform.Deb, "1.34.1-ubuntu24.04u1", "Kubernetes v1.34.1.\n", true},
+		{platform.Deb, "1.34.1-ubuntu24.04u1", "v1.34.10 and v1.34.1-dirty", true},
+		{platform.Deb, "1.34.10-ubuntu24.04u1", "Kubernetes v1.34.1\n", false},
+		{platform.Deb, "1.20.5+really1.20.2-1.1+deb12u1", `Client Version: version.Info{Major:"1", Minor:"20", GitVersion:"v1.20.2"}`, true},
+		{platform.Deb, "1.20.5+really1.20.2-1.1+deb12u1", "v1.20.5", false},
+		{platform.Deb, "1.6.20~ds1-1+deb12u3", "containerd github.com/containerd/containerd 1.6.20~ds1", true},
+		{platform.RPM, "1:1.35.7-1.azl3", "Kubernetes v1.35.7", true},
+	}
+	for _, tc := range tests {
+		if got := pkgversion.MustParse(tc.format, tc.v).ReportedIn(tc.out); got != tc.want {
+			t.Errorf("%s in %q = %v, want %v", tc.v, tc.out, got, tc.want)
+		}
+	}
+}

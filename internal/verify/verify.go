@@ -117,7 +117,7 @@ func check(ctx context.Context, root *os.Root, rec state.Record, e manifest.Entr
 		c.Reported, _, _ = strings.Cut(strings.TrimSpace(out), "\n")
 		if err != nil {
 			fail("%s %s: %v", p, strings.Join(e.VersionArgs, " "), err)
-		} else if !strings.Contains(out, e.Version.Upstream) {
+		} else if !e.Version.ReportedIn(out) {
 			fail("%s %s printed %q, which does not contain %s", p, strings.Join(e.VersionArgs, " "), c.Reported, e.Version.Upstream)
 		}
 	}
