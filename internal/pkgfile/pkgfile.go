@@ -227,7 +227,9 @@ const maxLinkHops = 8
 // symlinkError is a wanted entry that is a symbolic link: extract follows it.
 type symlinkError struct{ name, target string }
 
-func (e *symlinkError) Error() string { return fmt.Sprintf("%s is a symbolic link to %q", e.name, e.target) }
+func (e *symlinkError) Error() string {
+	return fmt.Sprintf("%s is a symbolic link to %q", e.name, e.target)
+}
 
 // resolveLink is the package path a link named name pointing at target
 // leads to, or false when it leaves the package root.
