@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nodeimage/reconcile/internal/pkgfile"
@@ -190,10 +192,7 @@ func (r *run) do(ctx context.Context, a plan.Action, res *plan.Result) error {
 		}
 		return r.forget(a.Path)
 	case plan.RemoveCache:
-		if err := r.o.Root.RemoveAll(rootfs.Rel(a.Path)); err != nil {
-			return err
-		}
-		return rootfs.SyncDir(r.o.Root, rootfs.Rel(path.Dir(a.Path)))
+		return r.removeCache(a.Path)
 	}
 	return fmt.Errorf("unknown action %q", a.Op)
 }
@@ -255,6 +254,37 @@ func (r *run) reportedVersion(ctx context.Context, a plan.Action) (string, []str
 		return first, []string{fmt.Sprintf("%s reports %q, which does not contain the manifest's version %s", a.Path, first, v.Upstream)}
 	}
 	return first, nil
+}
+
+// removeCache deletes the packages in a cache dir, and the dir once empty.
+// Never a recursive delete: a manifest's cacheDir of /opt by mistake must
+// not take /opt/bin with it.
+func (r *run) removeCache(dir string) error {
+	rel := rootfs.Rel(dir)
+	entries, err := fs.ReadDir(r.o.Root.FS(), rel)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !(strings.HasSuffix(name, ".deb") || strings.HasSuffix(name, ".rpm") || strings.HasPrefix(name, rootfs.TempPrefix)) {
+			continue
+		}
+		if err := r.o.Root.Remove(path.Join(rel, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	if err := r.o.Root.Remove(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// Files that are not packages stay, and so does the dir.
+		var pe *fs.PathError
+		if !errors.As(err, &pe) || !errors.Is(pe.Err, syscall.ENOTEMPTY) && !errors.Is(pe.Err, syscall.EEXIST) {
+			return err
+		}
+	}
+	return rootfs.SyncDir(r.o.Root, rootfs.Rel(path.Dir(dir)))
 }
 
 func (r *run) install(a plan.Action) error {

@@ -771,3 +771,38 @@ func TestJSONOutputIsOneDocument(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheRemovalIsNeverRecursive: a cacheDir of /opt by mistake must not
+// take /opt/bin (or anything but the packages) with it at boot.
+func TestCacheRemovalIsNeverRecursive(t *testing.T) {
+	root := newRoot(t, "ubuntu-24.04")
+	manifest := filepath.Join(t.TempDir(), "components.yaml")
+	writeFile(t, manifest, `tools:
+  kubelet: {cacheDir: /opt}
+  kubectl: {cacheDir: /opt}
+components:
+  - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1", arches: [amd64]}
+  - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1", arches: [amd64]}
+`)
+	for _, tool := range []string{"kubelet", "kubectl"} {
+		data := fileContent(t, pkg(t, platform.Deb, tool, "1.35.7-ubuntu24.04u1", platform.AMD64))
+		writeFile(t, filepath.Join(root, "opt", tool+".deb"), string(data))
+	}
+	writeFile(t, filepath.Join(root, "opt/containerd/config.toml"), "keep me")
+	args := []string{"--root", root, "--arch", "amd64", manifest}
+	run(t, nil, append([]string{"--mode=bake"}, args...)...).must(t, ExitOK)
+	run(t, nil, append([]string{"--mode=boot", "--k8s-version", "1.35.7"}, args...)...).must(t, ExitOK)
+	for _, keep := range []string{"opt/bin/kubelet", "opt/bin/kubectl", "opt/containerd/config.toml"} {
+		if !exists(filepath.Join(root, keep)) {
+			t.Errorf("boot removed %s", keep)
+		}
+	}
+	for _, gone := range []string{"opt/kubelet.deb", "opt/kubectl.deb"} {
+		if exists(filepath.Join(root, gone)) {
+			t.Errorf("boot left the package %s", gone)
+		}
+	}
+	if ops := planOps(t, append([]string{"--mode=boot", "--k8s-version", "1.35.7"}, args...)...); len(ops) != 0 {
+		t.Errorf("second boot plans %v", ops)
+	}
+}

@@ -189,10 +189,11 @@ func (p *Plan) boot(entries []manifest.Entry, st *state.State, req Request) {
 				cleanup = append(cleanup, a)
 			}
 		}
-		// A missing cache dir is observed as nil, but Fetch creates it; a
-		// shared one is removed once.
+		// Only a cache that holds packages (or will, after a Fetch) is
+		// planned for removal: an empty or foreign one is left alone, so a
+		// second boot plans nothing. A shared cache is removed once.
 		fetches := slices.ContainsFunc(p.Actions, func(a Action) bool { return a.Op == Fetch && a.CacheDir == e.CacheDir })
-		if (st.Cache[e.CacheDir] != nil || fetches) && !req.KeepCache &&
+		if (len(st.Cache[e.CacheDir]) > 0 || fetches) && !req.KeepCache &&
 			!slices.ContainsFunc(cleanup, func(a Action) bool { return a.Op == RemoveCache && a.Path == e.CacheDir }) {
 			a := base(e)
 			a.Op, a.Path, a.Reason = RemoveCache, e.CacheDir, "the node no longer needs the package cache"

@@ -68,15 +68,6 @@ func (d *disk) cached(tool, version string, arch platform.Arch, file string) *di
 	return d
 }
 
-func (d *disk) emptyCaches(tools ...string) *disk {
-	for _, t := range tools {
-		if d.st.Cache["/opt/"+t+"/downloads"] == nil {
-			d.st.Cache["/opt/"+t+"/downloads"] = []state.Package{}
-		}
-	}
-	return d
-}
-
 func bakedImage() *disk {
 	d := newDisk()
 	for _, v := range []string{"1.34.10", "1.35.7"} {
@@ -84,7 +75,12 @@ func bakedImage() *disk {
 	}
 	d.baked("azure-acr-credential-provider", "1.34.13-ubuntu24.04u1", "/opt/bin/azure-acr-credential-provider-1.34.13")
 	d.baked("azure-acr-credential-provider", "1.35.8-ubuntu24.04u1", "/opt/bin/azure-acr-credential-provider-1.35.8")
-	return d.emptyCaches("kubelet", "kubectl", "azure-acr-credential-provider")
+	// Bake leaves the packages it extracted in the caches.
+	for _, v := range []string{"1.34.10", "1.35.7"} {
+		d.cached("kubelet", v+"-ubuntu24.04u1", platform.AMD64, "kubelet_"+v+".deb").cached("kubectl", v+"-ubuntu24.04u1", platform.AMD64, "kubectl_"+v+".deb")
+	}
+	return d.cached("azure-acr-credential-provider", "1.34.13-ubuntu24.04u1", platform.AMD64, "acr_1.34.13.deb").
+		cached("azure-acr-credential-provider", "1.35.8-ubuntu24.04u1", platform.AMD64, "acr_1.35.8.deb")
 }
 
 func TestCompute(t *testing.T) {
