@@ -44,17 +44,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// require fails under CI (which must install it) and skips elsewhere.
-func require(t *testing.T, tool string) {
-	t.Helper()
-	if _, err := exec.LookPath(tool); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed: .ci/run must install it", tool)
-		}
-		t.Skipf("%s is not installed", tool)
-	}
-}
-
 type result struct {
 	code   int
 	output string // stdout and stderr, interleaved
@@ -64,7 +53,7 @@ type result struct {
 // HOME), so nothing of the test runner's environment leaks in.
 func script(t *testing.T, env map[string]string, name string, args ...string) result {
 	t.Helper()
-	require(t, "bash")
+	pkgbuild.Require(t, "bash")
 	cmd := exec.Command("bash", append([]string{name}, args...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "LC_ALL=C"}
 	for k, v := range env {
@@ -233,9 +222,7 @@ const smallManifest = `components:
 // /opt/<tool>/downloads, as the pipeline's download step leaves it.
 func cachedImage(t *testing.T) (root, manifestFile string) {
 	t.Helper()
-	if missing := pkgbuild.Missing(platform.Deb); missing != "" {
-		require(t, missing)
-	}
+	pkgbuild.RequireFormat(t, platform.Deb)
 	root = t.TempDir()
 	writeFile(t, filepath.Join(root, "etc/os-release"), "ID=ubuntu\nVERSION_ID=\"24.04\"\n")
 	manifestFile = filepath.Join(t.TempDir(), "components.yaml")

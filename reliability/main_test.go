@@ -132,17 +132,6 @@ func rng(t testing.TB) *rand.Rand {
 	return rand.New(rand.NewPCG(seed, binary.LittleEndian.Uint64(h[:8])))
 }
 
-// requireTool fails under CI (which installs it) and skips elsewhere.
-func requireTool(t testing.TB, f platform.Format) {
-	t.Helper()
-	if missing := pkgbuild.Missing(f); missing != "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed: .ci/run must install it", missing)
-		}
-		t.Skipf("%s is not installed", missing)
-	}
-}
-
 // ---- running the binary ----
 
 type result struct {
@@ -278,7 +267,7 @@ var fixtures struct {
 // pkg builds (once per run) the package of c in format f.
 func pkg(t testing.TB, f platform.Format, c component) built {
 	t.Helper()
-	requireTool(t, f)
+	pkgbuild.RequireFormat(t, f)
 	fixtures.Lock()
 	defer fixtures.Unlock()
 	key := fmt.Sprintf("%s %s %s %d", f, c.tool, c.pkgVersion, c.pad)
