@@ -43,7 +43,7 @@ type Options struct {
 	AfterAction func(a plan.Action)
 }
 
-// ActionError is an action that failed; ExitCode is its tool's.
+// ActionError is an action that failed; Action.ExitCode is its tool's code.
 type ActionError struct {
 	Action plan.Action
 	Err    error
