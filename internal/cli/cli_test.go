@@ -806,3 +806,60 @@ components:
 		t.Errorf("second boot plans %v", ops)
 	}
 }
+
+func TestVerifyFindsWhatIsWrong(t *testing.T) {
+	root, manifest := bakedRoot(t)
+	args := []string{"--mode=verify", "--root", root, "--arch", "amd64", manifest}
+	// Same size, other bytes: the cheap identity of boot would not see it,
+	// verify's digest does.
+	p := filepath.Join(root, "opt/bin/kubectl-1.34.10")
+	data := fileContent(t, p)
+	data[len(data)-1] ^= 0xff
+	if err := os.WriteFile(p, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(root, "opt/bin/kubelet-1.35.7"))
+	r := run(t, nil, args...).must(t, ExitVerify)
+	for _, want := range []string{
+		"FAIL /opt/bin/kubectl-1.34.10 (kubectl 1.34.10-ubuntu24.04u1): sha256",
+		"FAIL /opt/bin/kubelet-1.35.7 (kubelet 1.35.7-ubuntu24.04u1): missing",
+		"ok   /opt/bin/kubelet-1.34.10",
+		"2 of 4 binaries differ",
+	} {
+		if !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("verify output lacks %q:\n%s%s", want, r.stdout, r.stderr)
+		}
+	}
+}
+
+func TestVerifyChecksTheELFMachine(t *testing.T) {
+	pkgbuild.RequireFormat(t, platform.Deb)
+	root := newRoot(t, "ubuntu-24.04")
+	manifest := filepath.Join(t.TempDir(), "components.yaml")
+	writeFile(t, manifest, `components:
+  - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1", arches: [arm64]}
+  - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1", arches: [arm64]}
+`)
+	// An arm64 package that carries an x86-64 kubelet.
+	amd, err := pkgbuild.Binary(platform.AMD64, "1.35.7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	arm, err := pkgbuild.Binary(platform.ARM64, "1.35.7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tool, bin := range map[string][]byte{"kubelet": amd, "kubectl": arm} {
+		deb, err := pkgbuild.Deb(t.TempDir(), pkgbuild.Spec{Name: tool, Version: "1.35.7-ubuntu24.04u1", Arch: platform.ARM64, Files: map[string][]byte{"usr/bin/" + tool: bin}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cache(t, root, tool, deb, "")
+	}
+	run(t, nil, "--mode=bake", "--root", root, "--arch", "arm64", manifest).must(t, ExitOK)
+	r := run(t, nil, "--mode=verify", "--root", root, "--arch", "arm64", manifest).must(t, ExitVerify)
+	if !strings.Contains(r.stdout, "FAIL /opt/bin/kubelet-1.35.7 (kubelet 1.35.7-ubuntu24.04u1): ELF machine EM_X86_64, want EM_AARCH64 for arm64") ||
+		!strings.Contains(r.stdout, "ok   /opt/bin/kubectl-1.35.7") {
+		t.Errorf("verify:\n%s", r.stdout)
+	}
+}

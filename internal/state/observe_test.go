@@ -1,0 +1,67 @@
+package state
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestObserveAttributesVersionedBinaries(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"kube-1.2.3", "kube-proxy-1.34.10", "kubelet-1.34.10", "kubelet", "kubelet-notes", ".reconcile-tmp-kubelet-abc"} {
+		p := filepath.Join(dir, "opt/bin", name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(name), 0o755)
+	}
+	os.MkdirAll(filepath.Join(dir, "opt/kubelet/downloads"), 0o755)
+	os.WriteFile(filepath.Join(dir, "opt/kubelet/downloads/broken.deb"), []byte("not a package"), 0o644)
+	os.WriteFile(filepath.Join(dir, "opt/kubelet/downloads/README"), []byte("not a package either"), 0o644)
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	st, err := Observe(context.Background(), root, Query{
+		Tools:     []string{"kube", "kube-proxy", "kubelet"},
+		BinDirs:   []string{"/opt/bin"},
+		CacheDirs: []string{"/opt/kubelet/downloads", "/opt/kubectl/downloads"},
+		TempDirs:  []string{"/opt/bin", "/var/lib/reconcile"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for tool, want := range map[string][]string{
+		"kube":       {"/opt/bin/kube-1.2.3"},
+		"kube-proxy": {"/opt/bin/kube-proxy-1.34.10"},
+		"kubelet":    {"/opt/bin/kubelet-1.34.10"},
+	} {
+		if got := st.Versioned[tool]; !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", tool, got, want)
+		}
+	}
+	if !slices.Equal(st.Temps, []string{"/opt/bin/.reconcile-tmp-kubelet-abc"}) {
+		t.Errorf("temps %v", st.Temps)
+	}
+	pkgs := st.Cache["/opt/kubelet/downloads"]
+	if len(pkgs) != 1 || pkgs[0].Err == nil {
+		t.Errorf("cache %+v: want the broken .deb with its error, nothing else", pkgs)
+	}
+	if got, ok := st.Cache["/opt/kubectl/downloads"]; !ok || got != nil {
+		t.Errorf("a missing cache dir is observed as nil, got %v %v", got, ok)
+	}
+	if len(st.Record.Files) != 0 {
+		t.Errorf("record %v without a state file", st.Record)
+	}
+}
+
+func TestCorruptRecordSaysWhatToDo(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "var/lib/reconcile"), 0o755)
+	os.WriteFile(filepath.Join(dir, RecordPath), []byte("{not json"), 0o644)
+	if _, err := LoadRecord(os.DirFS(dir)); err == nil || !strings.Contains(err.Error(), "remove it and bake again") {
+		t.Errorf("err = %v", err)
+	}
+}
