@@ -165,13 +165,13 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if o.output == "json" {
 		logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	}
-	out := &countingWriter{w: stdout}
+	out := &usedWriter{Writer: stdout}
 	c := &command{o: o, log: logger, stdout: out, stderr: stderr, getenv: getenv}
 	code, err := c.run(ctx)
 	if err != nil {
 		// --output json prints one document: the plan or results (which
 		// carry the error) or, when the run failed before them, this.
-		if o.output == "json" && out.n == 0 {
+		if o.output == "json" && !out.used {
 			json.NewEncoder(stdout).Encode(map[string]any{"error": err.Error(), "exit_code": code})
 		}
 		fmt.Fprintf(stderr, "reconcile: %v\n", err)
@@ -179,15 +179,15 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return code
 }
 
-type countingWriter struct {
-	w io.Writer
-	n int64
+// usedWriter remembers whether anything was written through it.
+type usedWriter struct {
+	io.Writer
+	used bool
 }
 
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+func (u *usedWriter) Write(p []byte) (int, error) {
+	u.used = true
+	return u.Writer.Write(p)
 }
 
 type command struct {
