@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -33,6 +34,9 @@ import (
 	// a cached "ok" (main.go itself is tracked by track).
 	_ "github.com/nodeimage/reconcile/internal/cli"
 )
+
+// minKills is the least number of SIGKILLs a full run must land.
+const minKills = 200
 
 // bin is the reconcile binary under test, built once by TestMain.
 var bin string
@@ -83,6 +87,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	// The whole suite must kill at least minKills times: fewer means kills
+	// stopped landing (runs got too fast for the delays, or a case was
+	// dropped) and the crash figures no longer mean what they say.
+	if total := kills.bake.Load() + kills.boot.Load(); code == 0 && flag.Lookup("test.run").Value.String() == "" && total < minKills {
+		fmt.Fprintf(os.Stderr, "crash: only %d kills landed, want at least %d\n", total, minKills)
+		code = 1
+	}
 	printSummary()
 	os.RemoveAll(tmp)
 	os.Exit(code)
