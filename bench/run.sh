@@ -70,7 +70,10 @@ MD
 
 Most of a boot is deleting the two 100 MiB package caches (`unlink` of large files), which
 both reconcile and the shell do; `--keep-cache` shows the rest: process start, reading the
-manifest and the state record, two renames, the record written and fsynced twice per tool.
+manifest and the state record, two renames, and five fsyncs per tool (the record before and
+after each rename, the directory) that the shell path skips, which is what makes a crash at
+any point recoverable. Timings of 10–30 ms move by ±20% between runs on this shared 2-core VM
+(reconcile ÷ shell has read 0.80–1.10× across runs): compare within one run.
 
 ## Extract one 100 MiB binary out of a package
 
