@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nodeimage/reconcile/internal/pkgbuild"
+
 	"github.com/nodeimage/reconcile/internal/pkgversion"
 	"github.com/nodeimage/reconcile/internal/platform"
 )
@@ -367,9 +369,7 @@ var (
 // shell processes, and asserts Compare agrees on every one.
 func TestCompareAgainstDpkg(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("dpkg"); err != nil {
-		t.Skip("dpkg not installed")
-	}
+	pkgbuild.Require(t, "dpkg")
 	pairs := genPairs(deb, *toolSeed, *toolPairs)
 	// dpkg compares one pair per process; split the pairs over a few shells.
 	const shells = 4
@@ -409,9 +409,7 @@ done`
 // TestCompareAgainstRpm runs pairs through rpm.vercmp in one rpm --eval.
 func TestCompareAgainstRpm(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("rpm"); err != nil {
-		t.Skip("rpm not installed")
-	}
+	pkgbuild.Require(t, "rpm")
 	pairs := genPairs(rpm, *toolSeed+1, *toolPairs)
 	var in bytes.Buffer
 	for _, p := range pairs {
