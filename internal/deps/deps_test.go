@@ -1,0 +1,101 @@
+package deps
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/nodeimage/reconcile/internal/pkgbuild"
+	"github.com/nodeimage/reconcile/internal/platform"
+)
+
+func openRoot(t *testing.T, dir string) *os.Root {
+	t.Helper()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return root
+}
+
+func missing(r Result) []string {
+	var out []string
+	for d := range r.Missing {
+		out = append(out, d)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestDebAgainstDpkgStatus(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "var/lib/dpkg"), 0o755)
+	os.WriteFile(filepath.Join(dir, "var/lib/dpkg/status"), []byte(`Package: iptables
+Status: install ok installed
+Version: 1.8.9-2
+Provides: xtables
+
+Package: nftables
+Status: deinstall ok config-files
+Version: 1.0.6-2
+
+Package: libc6
+Status: install ok installed
+Architecture: amd64
+Version: 2.36-9
+Description: a long
+ description, continued: Status: install ok installed
+`), 0o644)
+	deps := []string{"iptables (>= 1.8)", "libc6:amd64 (>= 2.34)", "conntrack", "nftables", "ebtables | xtables", "socat | ethtool"}
+	r, err := Check(context.Background(), openRoot(t, dir), platform.Deb, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"conntrack", "nftables", "socat | ethtool"}; !r.Checked || !slices.Equal(missing(r), want) {
+		t.Errorf("missing %v (checked %v), want %v", missing(r), r.Checked, want)
+	}
+}
+
+func TestNoDatabaseMeansUnknown(t *testing.T) {
+	root := openRoot(t, t.TempDir())
+	for _, f := range []platform.Format{platform.Deb, platform.RPM} {
+		r, err := Check(context.Background(), root, f, []string{"conntrack"})
+		if err != nil || r.Checked || len(r.Missing) != 0 || r.Why == "" {
+			t.Errorf("%s: %+v %v: want unchecked with a reason", f, r, err)
+		}
+	}
+}
+
+// TestRPMAgainstItsDatabase registers a real package (only in the database:
+// --justdb, no files, no scripts) under a temp root and asks rpm.
+func TestRPMAgainstItsDatabase(t *testing.T) {
+	pkgbuild.Require(t, "rpm")
+	pkgbuild.RequireFormat(t, platform.RPM)
+	dir := t.TempDir()
+	dbpath := filepath.Join(dir, "var/lib/rpm")
+	os.MkdirAll(dbpath, 0o755)
+	iptables, err := pkgbuild.RPM(t.TempDir(), pkgbuild.Spec{Name: "iptables", Version: "1.8.10-1.azl3", Arch: platform.AMD64,
+		Files: map[string][]byte{"usr/sbin/iptables": []byte("x")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--root", dir, "--dbpath", "/var/lib/rpm", "--initdb"},
+		{"--root", dir, "--dbpath", "/var/lib/rpm", "-i", "--justdb", "--nodeps", "--noscripts", "--ignorearch", "--ignoreos", iptables},
+	} {
+		if out, err := exec.Command("rpm", args...).CombinedOutput(); err != nil {
+			t.Fatalf("rpm %v: %v\n%s", args, err, out)
+		}
+	}
+	r, err := Check(context.Background(), openRoot(t, dir), platform.RPM, []string{"iptables >= 1.8", "conntrack-tools", "/usr/sbin/iptables"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"conntrack-tools"}; !r.Checked || !slices.Equal(missing(r), want) {
+		t.Errorf("missing %v (checked %v, %s), want %v", missing(r), r.Checked, r.Why, want)
+	}
+}
