@@ -267,11 +267,19 @@ func (c *command) run(ctx context.Context) (int, error) {
 }
 
 // emit writes the provisioning events of a run, when asked for, and returns
-// runErr (or the failure to write them when the run itself succeeded).
+// runErr. Events that cannot be written are a warning, not a failure: the
+// binaries are in place either way.
 func (c *command) emit(root *os.Root, p *plan.Plan, results []plan.Result, start time.Time, runErr error) error {
 	if c.o.eventsDir == "" {
 		return runErr
 	}
+	if err := c.writeEvents(root, p, results, start, runErr); err != nil {
+		c.log.Warn("writing provisioning events failed", "dir", c.o.eventsDir, "err", err)
+	}
+	return runErr
+}
+
+func (c *command) writeEvents(root *os.Root, p *plan.Plan, results []plan.Result, start time.Time, runErr error) error {
 	w := events.Writer{Root: root, Dir: c.o.eventsDir}
 	var errs []error
 	for _, r := range results {
@@ -295,9 +303,6 @@ func (c *command) emit(root *os.Root, p *plan.Plan, results []plan.Result, start
 		msg += "; warning: " + warn
 	}
 	errs = append(errs, w.Write(events.New("reconcile."+string(p.Mode), start, time.Now(), runErr != nil, msg), start))
-	if runErr != nil {
-		return runErr
-	}
 	return errors.Join(errs...)
 }
 
@@ -334,7 +339,9 @@ func (c *command) request(root *os.Root) (plan.Request, error) {
 			req.Manager = m.Name()
 		}
 	}
-	if c.o.k8sVersion != "" {
+	// Bake serves every version: a KUBERNETES_VERSION left in an image
+	// pipeline's environment is none of its business.
+	if c.o.k8sVersion != "" && req.Mode != plan.Bake {
 		if req.K8sVersion, err = manifest.ParseK8sVersion(c.o.k8sVersion); err != nil {
 			return req, badInput("--k8s-version (or KUBERNETES_VERSION): %v", err)
 		}

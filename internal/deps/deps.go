@@ -5,7 +5,6 @@ package deps
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 
 	"github.com/nodeimage/reconcile/internal/platform"
@@ -133,11 +133,25 @@ func checkRPM(ctx context.Context, root *os.Root, deps []string) (Result, error)
 	if _, err := root.Stat(rpmDB); err != nil {
 		return Result{Why: "no rpm database /" + rpmDB + " on this node"}, nil
 	}
-	caps := make([]string, len(deps))
-	for i, d := range deps {
-		caps[i], _, _ = strings.Cut(strings.TrimSpace(d), " ")
+	// Every capability is followed by a marker nothing provides: rpm prints
+	// one line per provider, so the markers' "no package provides" lines are
+	// what splits the answer per capability.
+	alts := map[string][]string{}
+	var caps []string
+	for _, d := range deps {
+		if a, ok := rpmAlternatives(d); ok {
+			alts[d] = a
+			for _, c := range a {
+				if !slices.Contains(caps, c) {
+					caps = append(caps, c)
+				}
+			}
+		}
 	}
-	args := append([]string{"--root", root.Name(), "--dbpath", "/" + rpmDB, "-q", "--whatprovides", "--"}, caps...)
+	args := []string{"--root", root.Name(), "--dbpath", "/" + rpmDB, "-q", "--whatprovides", "--"}
+	for i, c := range caps {
+		args = append(args, c, fmt.Sprintf("%s%d", rpmMarker, i))
+	}
 	cmd := exec.CommandContext(ctx, rpm, args...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	out, err := cmd.Output()
@@ -145,16 +159,56 @@ func checkRPM(ctx context.Context, root *os.Root, deps []string) (Result, error)
 	if err != nil && !errors.As(err, &ee) {
 		return Result{}, fmt.Errorf("%s %s: %w", rpm, strings.Join(args, " "), err)
 	}
-	// rpm answers one line per capability, in order.
-	lines := bytes.Split(bytes.TrimRight(out, "\n"), []byte("\n"))
-	if len(lines) != len(caps) {
-		return Result{Why: fmt.Sprintf("rpm -q --whatprovides answered %d lines for %d capabilities", len(lines), len(caps))}, nil
+	provided := map[string]bool{}
+	i, found := 0, false
+	for _, l := range strings.Split(string(out), "\n") {
+		switch {
+		case i >= len(caps):
+		case strings.HasSuffix(l, " "+fmt.Sprintf("%s%d", rpmMarker, i)):
+			provided[caps[i]] = found
+			i, found = i+1, false
+		case l != "" && !strings.HasPrefix(l, "no package provides "):
+			found = true
+		}
+	}
+	if i != len(caps) {
+		return Result{Why: fmt.Sprintf("rpm -q --whatprovides answered for %d of %d capabilities", i, len(caps))}, nil
 	}
 	res := Result{Checked: true, Missing: map[string]bool{}}
-	for i, l := range lines {
-		if bytes.HasPrefix(l, []byte("no package provides")) {
-			res.Missing[deps[i]] = true
+	for d, a := range alts {
+		if !slices.ContainsFunc(a, func(c string) bool { return provided[c] }) {
+			res.Missing[d] = true
 		}
 	}
 	return res, nil
+}
+
+// rpmMarker starts the names of the capabilities that separate the answers.
+const rpmMarker = "reconcile-no-such-capability-"
+
+// rpmAlternatives is the capabilities any one of which satisfies dep
+// ("glibc >= 2.34" → glibc; "(iptables or nftables)" → both), or false for
+// a rich dependency it does not read ("and", "if", "with", nesting): such a
+// dependency is not reported, rather than reported wrongly.
+func rpmAlternatives(dep string) ([]string, bool) {
+	d := strings.TrimSpace(dep)
+	if !strings.HasPrefix(d, "(") {
+		name, _, _ := strings.Cut(d, " ")
+		return []string{name}, name != ""
+	}
+	inner, ok := strings.CutSuffix(d[1:], ")")
+	if !ok || strings.ContainsAny(inner, "()") {
+		return nil, false
+	}
+	var caps []string
+	for _, alt := range strings.Split(inner, " or ") {
+		words := strings.Fields(alt)
+		if len(words) == 0 || slices.ContainsFunc(words, func(w string) bool {
+			return slices.Contains([]string{"and", "if", "else", "with", "without", "unless"}, w)
+		}) {
+			return nil, false
+		}
+		caps = append(caps, words[0])
+	}
+	return caps, true
 }

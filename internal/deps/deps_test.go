@@ -73,29 +73,72 @@ func TestNoDatabaseMeansUnknown(t *testing.T) {
 // TestRPMAgainstItsDatabase registers a real package (only in the database:
 // --justdb, no files, no scripts) under a temp root and asks rpm.
 func TestRPMAgainstItsDatabase(t *testing.T) {
-	pkgbuild.Require(t, "rpm")
-	pkgbuild.RequireFormat(t, platform.RPM)
-	dir := t.TempDir()
-	dbpath := filepath.Join(dir, "var/lib/rpm")
-	os.MkdirAll(dbpath, 0o755)
-	iptables, err := pkgbuild.RPM(t.TempDir(), pkgbuild.Spec{Name: "iptables", Version: "1.8.10-1.azl3", Arch: platform.AMD64,
+	root := rpmRoot(t, pkgbuild.Spec{Name: "iptables", Version: "1.8.10-1.azl3", Arch: platform.AMD64,
 		Files: map[string][]byte{"usr/sbin/iptables": []byte("x")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, args := range [][]string{
-		{"--root", dir, "--dbpath", "/var/lib/rpm", "--initdb"},
-		{"--root", dir, "--dbpath", "/var/lib/rpm", "-i", "--justdb", "--nodeps", "--noscripts", "--ignorearch", "--ignoreos", iptables},
-	} {
-		if out, err := exec.Command("rpm", args...).CombinedOutput(); err != nil {
-			t.Fatalf("rpm %v: %v\n%s", args, err, out)
-		}
-	}
-	r, err := Check(context.Background(), openRoot(t, dir), platform.RPM, []string{"iptables >= 1.8", "conntrack-tools", "/usr/sbin/iptables"})
+	r, err := Check(context.Background(), root, platform.RPM, []string{"iptables >= 1.8", "conntrack-tools", "/usr/sbin/iptables"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"conntrack-tools"}; !r.Checked || !slices.Equal(missing(r), want) {
 		t.Errorf("missing %v (checked %v, %s), want %v", missing(r), r.Checked, r.Why, want)
+	}
+}
+
+// rpmRoot is a temp root with an rpm database in which specs are registered
+// (--justdb: no files, no scripts).
+func rpmRoot(t *testing.T, specs ...pkgbuild.Spec) *os.Root {
+	t.Helper()
+	pkgbuild.RequireFormat(t, platform.RPM)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "root")
+	os.MkdirAll(root, 0o755)
+	if out, err := exec.Command("rpm", "--root", root, "--dbpath", "/var/lib/rpm", "--initdb").CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	for _, s := range specs {
+		p, err := pkgbuild.RPM(dir, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("rpm", "--root", root, "--dbpath", "/var/lib/rpm", "-i", "--justdb", "--nodeps", "--noscripts", "--force", p).CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// One capability with two providers makes rpm print two lines for it; the
+// missing one must still be found.
+func TestRPMTwoProvidersOfOneCapability(t *testing.T) {
+	root := rpmRoot(t,
+		pkgbuild.Spec{Name: "iptables", Version: "1.8.9-1", Arch: platform.AMD64},
+		pkgbuild.Spec{Name: "iptables", Version: "1.8.10-1", Arch: platform.AMD64},
+		pkgbuild.Spec{Name: "conntrack", Version: "1.4.7-1", Arch: platform.AMD64})
+	res, err := Check(context.Background(), root, platform.RPM, []string{"iptables", "conntrack", "ebtables"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", res)
+	if !res.Missing["ebtables"] {
+		t.Errorf("ebtables is not installed but not reported missing (Checked=%v Why=%q)", res.Checked, res.Why)
+	}
+}
+
+// A rich dependency "(iptables or nftables)" is satisfied by either.
+func TestRPMRichDependency(t *testing.T) {
+	root := rpmRoot(t, pkgbuild.Spec{Name: "iptables", Version: "1.8.9-1", Arch: platform.AMD64})
+	dep := "(iptables or nftables)"
+	res, err := Check(context.Background(), root, platform.RPM, []string{dep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", res)
+	if res.Missing[dep] {
+		t.Errorf("%s reported missing though iptables is installed", dep)
 	}
 }

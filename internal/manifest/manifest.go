@@ -40,17 +40,17 @@ type Manifest struct {
 
 // Tool holds per-tool settings; every field has a default.
 type Tool struct {
-	Package     string   `json:"package,omitempty" validate:"omitempty,toolname"`
+	Package     string   `json:"package,omitempty" validate:"omitempty,max=64,toolname"`
 	CacheDir    string   `json:"cacheDir,omitempty" validate:"omitempty,diskpath"`
 	BinaryPaths []string `json:"binaryPaths,omitempty" validate:"omitempty,dive,pkgpath"`
 	Target      string   `json:"target,omitempty" validate:"omitempty,diskpath"`
-	ExitCode    int      `json:"exitCode,omitempty" validate:"omitempty,min=3,max=255"`
+	ExitCode    int      `json:"exitCode,omitempty" validate:"omitempty,min=6,max=255"` // 1–5 are reconcile's own codes
 	VersionArgs []string `json:"versionArgs,omitempty" validate:"omitempty,dive,required"`
 }
 
 // Component is one package version of one tool for one distro.
 type Component struct {
-	Tool           string   `json:"tool" validate:"required,toolname"`
+	Tool           string   `json:"tool" validate:"required,max=64,toolname"`
 	Distro         string   `json:"distro" validate:"required,distro"`
 	PackageVersion string   `json:"packageVersion" validate:"required"`
 	K8sVersion     string   `json:"k8sVersion,omitempty"`
@@ -145,7 +145,7 @@ type Entry struct {
 	Distro      platform.Distro
 	Arch        platform.Arch
 	Version     pkgversion.Version
-	K8s         string // as written, or the upstream version when omitted
+	K8s         string // what it serves, canonical: "1.34.10", or "1.34" for a minor line
 	CacheDir    string // absolute, e.g. /opt/kubelet/downloads
 	BinaryPaths []string
 	Versioned   string // /opt/bin/<tool>-<version>
@@ -266,11 +266,10 @@ func (m *Manifest) entry(i int, arch platform.Arch) (Entry, error) {
 		return Entry{}, fieldErr("packageVersion", err)
 	}
 	k8s, minor := up, false
-	k8sText := c.K8sVersion
-	if k8sText == "" {
-		k8sText = up.String()
-	} else if k8s, minor, err = parseK8s(k8sText); err != nil {
-		return Entry{}, fieldErr("k8sVersion", err)
+	if c.K8sVersion != "" {
+		if k8s, minor, err = parseK8s(c.K8sVersion); err != nil {
+			return Entry{}, fieldErr("k8sVersion", err)
+		}
 	}
 	t := m.Tool(c.Tool)
 	return Entry{
@@ -280,7 +279,7 @@ func (m *Manifest) entry(i int, arch platform.Arch) (Entry, error) {
 		Distro:      d,
 		Arch:        arch,
 		Version:     v,
-		K8s:         k8sText,
+		K8s:         k8sText(k8s, minor),
 		CacheDir:    t.CacheDir,
 		BinaryPaths: t.BinaryPaths,
 		Versioned:   path.Join(BinDir, c.Tool+"-"+v.Upstream),
@@ -294,18 +293,28 @@ func (m *Manifest) entry(i int, arch platform.Arch) (Entry, error) {
 
 // parseK8s reads "1.34.10" (one version) or "1.34" (a minor line).
 func parseK8s(s string) (*semver.Version, bool, error) {
-	if strings.Count(s, ".") == 1 && !strings.ContainsAny(s, "-+") {
-		v, err := semver.StrictNewVersion(s + ".0")
+	bare := strings.TrimPrefix(s, "v")
+	if strings.Count(bare, ".") == 1 && !strings.ContainsAny(bare, "-+") {
+		v, err := semver.StrictNewVersion(bare + ".0")
 		if err != nil {
 			return nil, false, fmt.Errorf("%q is not a Kubernetes version (1.34.10) or minor line (1.34)", s)
 		}
 		return v, true, nil
 	}
-	v, err := semver.StrictNewVersion(strings.TrimPrefix(s, "v"))
+	v, err := semver.StrictNewVersion(bare)
 	if err != nil {
 		return nil, false, fmt.Errorf("%q is not a Kubernetes version (1.34.10) or minor line (1.34)", s)
 	}
 	return v, false, nil
+}
+
+// k8sText is the canonical spelling of what an entry serves, so that
+// "v1.35.7" and "1.35.7" are one version to every comparison.
+func k8sText(v *semver.Version, minor bool) string {
+	if minor {
+		return fmt.Sprintf("%d.%d", v.Major(), v.Minor())
+	}
+	return v.String()
 }
 
 // ParseK8sVersion reads the cluster version a node boots for ("1.34.10" or "v1.34.10").

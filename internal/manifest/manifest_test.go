@@ -548,7 +548,7 @@ func TestEntriesOverridesAndArches(t *testing.T) {
 		t.Errorf("kubectl defaults lost: %+v", kubectl)
 	}
 	gcloud := amd[2]
-	if gcloud.Version.Epoch != 1 || gcloud.Versioned != "/opt/bin/google-cloud-cli-528.0.0" || gcloud.Target != "/opt/bin/gcloud" || gcloud.ExitCode != 3 || gcloud.Exact() {
+	if gcloud.Version.Epoch != 1 || gcloud.Versioned != "/opt/bin/google-cloud-cli-528.0.0" || gcloud.Target != "/opt/bin/gcloud" || gcloud.ExitCode != 7 || gcloud.Exact() {
 		t.Errorf("google-cloud-cli: %+v", gcloud)
 	}
 	arm := m.Entries(debian, platform.ARM64)

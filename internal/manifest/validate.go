@@ -193,8 +193,76 @@ func (m *Manifest) validate(bad []string) []Problem {
 			add("tools."+name, "no component uses tool %q: a misspelt name?", name)
 		}
 	}
+	for _, p := range m.pathClashes() {
+		add(p.path, "%s", p.msg)
+	}
 	return problems
 }
+
+type clash struct{ path, msg string }
+
+// pathClashes finds boot targets and caches that would step on each other
+// or on reconcile's own files: boot removes every other versioned binary of
+// a tool and the packages of its cache, and writes the state record, so a
+// target that is one of those would be installed and then destroyed.
+func (m *Manifest) pathClashes() []clash {
+	// In manifest order, so a clash is reported on the later tool.
+	var tools []string
+	for _, c := range m.Components {
+		if NamePattern.MatchString(c.Tool) && !slices.Contains(tools, c.Tool) {
+			tools = append(tools, c.Tool)
+		}
+	}
+	under := func(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
+	stateDir := path.Dir("/" + stateRecordPath)
+	var out []clash
+	targets := map[string]string{}
+	for _, name := range tools {
+		t := m.Tool(name)
+		at := "tools." + name + ".target"
+		switch {
+		case under(t.Target, stateDir):
+			out = append(out, clash{at, fmt.Sprintf("%s is under %s, where reconcile keeps its state", t.Target, stateDir)})
+		case path.Dir(t.Target) == BinDir && versionedBy(path.Base(t.Target), tools) != "":
+			out = append(out, clash{at, fmt.Sprintf("%s has the name of a versioned binary of %s, which boot removes", t.Target, versionedBy(path.Base(t.Target), tools))})
+		case targets[t.Target] != "":
+			out = append(out, clash{at, fmt.Sprintf("%s is the target of %s too", t.Target, targets[t.Target])})
+		}
+		targets[t.Target] = name
+		cacheAt := "tools." + name + ".cacheDir"
+		switch {
+		case under(t.CacheDir, stateDir):
+			out = append(out, clash{cacheAt, fmt.Sprintf("%s is under %s, where reconcile keeps its state", t.CacheDir, stateDir)})
+		case t.CacheDir == BinDir:
+			out = append(out, clash{cacheAt, fmt.Sprintf("%s is where the versioned binaries live", BinDir)})
+		}
+	}
+	for _, name := range tools {
+		for _, other := range tools {
+			// A cache in BinDir or the state dir is reported above.
+			if t, c := m.Tool(name).Target, m.Tool(other).CacheDir; path.Dir(t) == c && c != BinDir && !under(c, stateDir) {
+				out = append(out, clash{"tools." + name + ".target", fmt.Sprintf("%s is in the package cache of %s, %s", t, other, c)})
+			}
+		}
+	}
+	return out
+}
+
+// versionedBy is the tool whose versioned binary a file name in BinDir
+// would be ("kubelet-1.35.7" → kubelet), or "".
+func versionedBy(name string, tools []string) string {
+	for _, t := range tools {
+		if rest, ok := strings.CutPrefix(name, t+"-"); ok && rest != "" && rest[0] >= '0' && rest[0] <= '9' {
+			return t
+		}
+	}
+	return ""
+}
+
+// stateRecordPath mirrors state.RecordPath, which this package cannot
+// import (state imports nothing of the manifest, and the manifest nothing
+// of the disk).
+const stateRecordPath = "var/lib/reconcile/state.json"
 
 func tagMessage(fe validator.FieldError) string {
 	val := fmt.Sprintf("%v", fe.Value())
@@ -205,8 +273,14 @@ func tagMessage(fe validator.FieldError) string {
 		if fe.Kind().String() == "slice" {
 			return fmt.Sprintf("needs at least %s item(s)", fe.Param())
 		}
+		if fe.Field() == "exitCode" {
+			return fmt.Sprintf("%s is below the minimum %s: 1 to 5 are reconcile's own exit codes", val, fe.Param())
+		}
 		return fmt.Sprintf("%s is below the minimum %s", val, fe.Param())
 	case "max":
+		if fe.Kind() == reflect.String {
+			return fmt.Sprintf("%q is longer than %s characters", val, fe.Param())
+		}
 		return fmt.Sprintf("%s is above the maximum %s", val, fe.Param())
 	case "toolname":
 		return fmt.Sprintf("%q is not a valid name: expected %s (lower-case letters, digits, . + -)", val, NamePattern)

@@ -183,7 +183,9 @@ func (p *Plan) boot(entries []manifest.Entry, st *state.State, req Request) {
 		}
 		p.bootTool(e, st, req)
 		for _, v := range st.Versioned[tool] {
-			if !p.installs(v) {
+			// Validation keeps targets out of the versioned names; a plan
+			// never removes one all the same.
+			if !p.installs(v) && !slices.ContainsFunc(entries, func(o manifest.Entry) bool { return o.Target == v }) {
 				a := base(e)
 				a.Op, a.Path, a.Reason = Remove, v, "boot keeps only the target"
 				cleanup = append(cleanup, a)
@@ -208,17 +210,25 @@ func (p *Plan) boot(entries []manifest.Entry, st *state.State, req Request) {
 // that the node lacks.
 func (p *Plan) addAction(a Action, st *state.State, req Request) {
 	p.Actions = append(p.Actions, a)
-	var missing []string
-	for _, d := range a.Depends {
-		if st.Deps.Missing[d] {
-			missing = append(missing, d)
-		}
-	}
-	if len(missing) == 0 {
+	if len(a.Depends) == 0 {
 		return
 	}
-	msg := fmt.Sprintf("%s %s depends on %s, which this node lacks (boot bypasses the package manager, so nothing installs them)",
-		a.Package, a.PackageVersion, strings.Join(missing, ", "))
+	var msg string
+	if !st.Deps.Checked {
+		msg = fmt.Sprintf("the dependencies of %s %s (%s) cannot be checked: %s", a.Package, a.PackageVersion, strings.Join(a.Depends, ", "), st.Deps.Why)
+	} else {
+		var missing []string
+		for _, d := range a.Depends {
+			if st.Deps.Missing[d] {
+				missing = append(missing, d)
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		msg = fmt.Sprintf("%s %s depends on %s, which this node lacks (boot bypasses the package manager, so nothing installs them)",
+			a.Package, a.PackageVersion, strings.Join(missing, ", "))
+	}
 	if req.RequireDeps {
 		p.Problems = append(p.Problems, Problem{Tool: a.Tool, Entry: a.Entry, ExitCode: a.ExitCode, Message: msg})
 	} else {
@@ -231,8 +241,10 @@ func (p *Plan) installs(versioned string) bool {
 }
 
 func (p *Plan) bootTool(e manifest.Entry, st *state.State, req Request) {
-	if ok, _ := intact(e, e.Target, st, req); ok {
+	if ok, why := intact(e, e.Target, st, req); ok {
 		return // converged: a second boot plans nothing
+	} else if why != "" {
+		p.Notes = append(p.Notes, why) // what the target held is replaced
 	}
 	a := base(e)
 	a.Path = e.Target
@@ -257,6 +269,9 @@ func (p *Plan) bootTool(e manifest.Entry, st *state.State, req Request) {
 		return
 	}
 	a.Op, a.CacheDir, a.Manager = Fetch, e.CacheDir, req.Manager
+	if req.RequireDeps {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("the dependencies of %s %s are not checked: it is fetched at boot, after planning", e.Package, e.Version))
+	}
 	a.Reason = fmt.Sprintf("neither %s nor a cached package in %s", e.Versioned, e.CacheDir)
 	p.Actions = append(p.Actions, a)
 }
@@ -272,9 +287,10 @@ func intact(e manifest.Entry, path string, st *state.State, req Request) (ok boo
 	rec, recorded := st.Record.Files[path]
 	switch {
 	case !recorded:
-		return false, fmt.Sprintf("%s exists but is not in the state record: not trusted", path)
-	case rec.PackageVersion != e.Version.String() || rec.Arch != string(e.Arch):
-		return false, fmt.Sprintf("%s is %s (%s), not %s (%s)", path, rec.PackageVersion, rec.Arch, e.Version, e.Arch)
+		return false, fmt.Sprintf("%s exists but is not in the state record: not trusted, replaced", path)
+	case rec.Tool != e.Tool || rec.Source.Name != e.Package || rec.PackageVersion != e.Version.String() || rec.Arch != string(e.Arch):
+		return false, fmt.Sprintf("%s is %s from %s=%s (%s), not %s from %s=%s (%s)", path,
+			rec.Tool, rec.Source.Name, rec.PackageVersion, rec.Arch, e.Tool, e.Package, e.Version, e.Arch)
 	case !rec.Matches(f):
 		return false, fmt.Sprintf("%s does not match the state record (size %d, mtime %s; recorded %d, %s): treated as missing",
 			path, f.Size, f.ModTime.UTC().Format("2006-01-02T15:04:05.000000000Z"), rec.Size, rec.ModTime.UTC().Format("2006-01-02T15:04:05.000000000Z"))

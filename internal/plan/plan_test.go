@@ -47,14 +47,15 @@ type disk struct{ st *state.State }
 
 func newDisk() *disk {
 	return &disk{&state.State{Files: map[string]state.File{}, Versioned: map[string][]string{}, Cache: map[string][]state.Package{},
-		Record: state.Record{Format: state.RecordFormat, Files: map[string]state.Binary{}}}}
+		Record: state.Record{Format: state.RecordFormat, Files: map[string]state.Binary{}},
+		Deps:   deps.Result{Checked: true, Missing: map[string]bool{}}}}
 }
 
 // baked adds a versioned binary (or a target) that matches the record.
 func (d *disk) baked(tool, version, path string) *disk {
 	d.st.Files[path] = state.File{Regular: true, Size: 1000, ModTime: mtime, Mode: 0o755}
 	d.st.Record.Files[path] = state.Binary{Tool: tool, PackageVersion: version, Arch: "amd64", Size: 1000, ModTime: mtime,
-		SHA256: "ab", Depends: []string{"iptables", "conntrack"}}
+		SHA256: "ab", Depends: []string{"iptables", "conntrack"}, Source: state.Source{Name: tool}}
 	if strings.HasPrefix(path, "/opt/bin/"+tool+"-") {
 		d.st.Versioned[tool] = append(d.st.Versioned[tool], path)
 	}
@@ -140,6 +141,8 @@ func TestCompute(t *testing.T) {
 				r.RequireDeps = true
 				st.Deps = deps.Result{Checked: true, Missing: map[string]bool{"conntrack": true}}
 			}},
+		{name: "boot-deps-unchecked", req: boot("1.35.7"), disk: bakedImage(),
+			edit: func(_ *plan.Request, st *state.State) { st.Deps = deps.Result{Why: "no /var/lib/dpkg/status on this node"} }},
 		{name: "boot-unserved-version", req: boot("1.36.0"), disk: bakedImage(), empty: true},
 		{name: "other-distro", req: plan.Request{Mode: plan.Bake, Distro: platform.Distro{ID: "debian", VersionID: "12"}, Arch: platform.AMD64},
 			disk: newDisk(), empty: true},

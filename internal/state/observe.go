@@ -149,7 +149,8 @@ func (st *State) listTemps(root *os.Root, dir string) error {
 		return fmt.Errorf("listing %s: %w", dir, err)
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), rootfs.TempPrefix) {
+		// A directory is none of ours: removing it would fail every run.
+		if strings.HasPrefix(e.Name(), rootfs.TempPrefix) && !e.IsDir() {
 			st.Temps = append(st.Temps, path.Join(dir, e.Name()))
 		}
 	}
@@ -207,7 +208,9 @@ func (st *State) listCache(root *os.Root, dir string) error {
 		if strings.HasPrefix(name, rootfs.TempPrefix) {
 			continue
 		}
-		if !strings.HasSuffix(name, ".deb") && !strings.HasSuffix(name, ".rpm") {
+		// A directory named *.deb is not a package, and cache removal would
+		// never delete it: counting it would plan its removal every boot.
+		if e.IsDir() || !strings.HasSuffix(name, ".deb") && !strings.HasSuffix(name, ".rpm") {
 			continue
 		}
 		if !e.Type().IsRegular() {

@@ -98,8 +98,9 @@ func check(ctx context.Context, root *os.Root, rec state.Record, e manifest.Entr
 	switch {
 	case !ok:
 		fail("not in the state record /%s", state.RecordPath)
-	case b.PackageVersion != e.Version.String() || b.Arch != string(e.Arch):
-		fail("record says %s (%s), manifest wants %s (%s)", b.PackageVersion, b.Arch, e.Version, e.Arch)
+	case b.Tool != e.Tool || b.Source.Name != e.Package || b.PackageVersion != e.Version.String() || b.Arch != string(e.Arch):
+		fail("record says %s from %s=%s (%s), manifest wants %s from %s=%s (%s)",
+			b.Tool, b.Source.Name, b.PackageVersion, b.Arch, e.Tool, e.Package, e.Version, e.Arch)
 	default:
 		got, err := rootfs.DigestFile(root, rootfs.Rel(p))
 		if err != nil {
