@@ -142,7 +142,9 @@ func TestCompute(t *testing.T) {
 				st.Deps = deps.Result{Checked: true, Missing: map[string]bool{"conntrack": true}}
 			}},
 		{name: "boot-deps-unchecked", req: boot("1.35.7"), disk: bakedImage(),
-			edit: func(_ *plan.Request, st *state.State) { st.Deps = deps.Result{Why: "no /var/lib/dpkg/status on this node"} }},
+			edit: func(_ *plan.Request, st *state.State) {
+				st.Deps = deps.Result{Why: "no /var/lib/dpkg/status on this node"}
+			}},
 		{name: "boot-unserved-version", req: boot("1.36.0"), disk: bakedImage(), empty: true},
 		{name: "other-distro", req: plan.Request{Mode: plan.Bake, Distro: platform.Distro{ID: "debian", VersionID: "12"}, Arch: platform.AMD64},
 			disk: newDisk(), empty: true},
