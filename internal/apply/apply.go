@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -302,17 +303,71 @@ func (r *run) install(a plan.Action) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	b, recorded := r.rec.Files[a.From]
+	prev, hadPrev := r.rec.Files[a.Path]
 	if recorded {
 		r.rec.Files[a.Path] = b
 		if err := state.SaveRecord(r.o.Root, r.rec); err != nil {
 			return err
 		}
 	}
-	if err := rootfs.Rename(r.o.Root, rootfs.Rel(a.From), rootfs.Rel(a.Path)); err != nil {
+	err := rootfs.Rename(r.o.Root, rootfs.Rel(a.From), rootfs.Rel(a.Path))
+	if err != nil {
+		// The target did not change: neither may its record.
+		if hadPrev {
+			r.rec.Files[a.Path] = prev
+		} else {
+			delete(r.rec.Files, a.Path)
+		}
+		if recorded && errors.Is(err, syscall.EXDEV) {
+			return r.installByCopy(a, b)
+		}
+		if serr := state.SaveRecord(r.o.Root, r.rec); serr != nil {
+			return errors.Join(err, serr)
+		}
 		return err
 	}
 	if !recorded {
 		return nil
+	}
+	delete(r.rec.Files, a.From)
+	return state.SaveRecord(r.o.Root, r.rec)
+}
+
+// installByCopy is install for a target on another filesystem than the
+// versioned binary (a separate /var/lib/kubelet mount, where the credential
+// provider goes), where no rename can reach: an atomic copy into the
+// target's directory, checked against the bake record's digest, then the
+// versioned binary removed. A crash before the record is saved leaves the
+// versioned binary in place for the next boot to copy again. r.mu is held.
+func (r *run) installByCopy(a plan.Action, b state.Binary) error {
+	src, err := r.o.Root.Open(rootfs.Rel(a.From))
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	_, err = rootfs.WriteChecked(r.o.Root, rootfs.Rel(a.Path), 0o755, func(w io.Writer) error {
+		_, err := io.Copy(w, src)
+		return err
+	}, func(got rootfs.Result) error {
+		if got.SHA256 != b.SHA256 || got.Size != b.Size {
+			return fmt.Errorf("%s changed since bake: sha256 %s (%d bytes), the record says %s (%d bytes)", a.From, got.SHA256, got.Size, b.SHA256, b.Size)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("copying %s to %s across filesystems: %w", a.From, a.Path, err)
+	}
+	fi, err := r.o.Root.Lstat(rootfs.Rel(a.Path))
+	if err != nil {
+		return err
+	}
+	b.ModTime = fi.ModTime()
+	r.rec.Files[a.Path] = b
+	if err := state.SaveRecord(r.o.Root, r.rec); err != nil {
+		return err
+	}
+	if err := r.o.Root.Remove(rootfs.Rel(a.From)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
 	delete(r.rec.Files, a.From)
 	return state.SaveRecord(r.o.Root, r.rec)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -151,4 +152,45 @@ func TestRequireDepsSilentWhenUnchecked(t *testing.T) {
 	if r.code == ExitOK && !strings.Contains(r.stdout+r.stderr, "dpkg") {
 		t.Errorf("--require-deps boot succeeded without checking anything and without saying so")
 	}
+}
+
+// TestInstallAcrossFilesystems: the credential provider's target is under
+// /var/lib/kubelet, often a mount of its own, where no rename from /opt/bin
+// can reach; boot copies it there instead, checked against the record.
+func TestInstallAcrossFilesystems(t *testing.T) {
+	// kubelet's target under /var/lib/kubelet, mounted apart like the
+	// credential provider's usually is.
+	root, _, args := reviewRoot(t, `tools:
+  kubelet:
+    target: /var/lib/kubelet/bin/kubelet
+components:
+  - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1"}
+  - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1"}
+`)
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	mnt := filepath.Join(root, "var/lib/kubelet")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mount tmpfs: %v %s", err, out)
+		}
+		t.Skipf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
+	boot := append([]string{"--mode=boot", "--k8s-version", "1.35.7"}, args...)
+	run(t, nil, boot...).must(t, ExitOK)
+	if out := runBinary(t, filepath.Join(mnt, "bin/kubelet")); out != "Kubernetes v1.35.7\n" {
+		t.Errorf("kubelet across filesystems reports %q", out)
+	}
+	if exists(filepath.Join(root, "opt/bin/kubelet-1.35.7")) {
+		t.Error("the versioned binary stayed after the copy")
+	}
+	if ops := planOps(t, boot...); len(ops) != 0 {
+		t.Errorf("second boot plans %v", ops)
+	}
+	run(t, nil, append([]string{"--mode=verify", "--k8s-version", "1.35.7"}, args...)...).must(t, ExitOK)
 }
