@@ -78,7 +78,8 @@ func TestMain(m *testing.M) {
 	}
 	fixtures.dir = filepath.Join(tmp, "pkgs")
 	bin = filepath.Join(tmp, "tmp", "reconcile")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/reconcile")
+	// The tag compiles in RECONCILE_TEST_KILL_AFTER, the kill hook.
+	build := exec.Command("go", "build", "-tags", "reconcile_testhooks", "-o", bin, "./cmd/reconcile")
 	build.Dir = ".." // the module root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {

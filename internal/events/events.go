@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -67,31 +68,30 @@ type Writer struct {
 
 // Write stores e as <epoch-ms>.json, named for the event's start; events
 // that start in the same millisecond take the next free name, so none is
-// overwritten.
+// overwritten. The file appears whole: it is written under a temp name and
+// hard-linked to its final name, which fails rather than replaces when the
+// name is taken, so a collector never reads half an event.
 func (w Writer) Write(e Event, start time.Time) error {
 	dir := rootfs.Rel(w.Dir)
-	if err := w.Root.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("creating events dir %s: %w", w.Dir, err)
-	}
 	data, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
+	tmp := path.Join(dir, rootfs.TempPrefix+"event-"+strconv.FormatInt(start.UnixNano(), 10))
+	if _, err := rootfs.WriteAtomic(w.Root, tmp, 0o644, func(f io.Writer) error {
+		_, err := f.Write(data)
+		return err
+	}); err != nil {
+		return fmt.Errorf("writing event %s: %w", e.TaskName, err)
+	}
+	defer w.Root.Remove(tmp)
 	for ms := start.UnixMilli(); ; ms++ {
-		name := path.Join(dir, strconv.FormatInt(ms, 10)+".json")
-		f, err := w.Root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		err := w.Root.Link(tmp, path.Join(dir, strconv.FormatInt(ms, 10)+".json"))
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("writing event %s: %w", e.TaskName, err)
-		}
-		_, werr := f.Write(data)
-		if cerr := f.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr != nil {
-			return fmt.Errorf("writing event %s: %w", e.TaskName, werr)
 		}
 		return nil
 	}
