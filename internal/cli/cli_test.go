@@ -166,16 +166,25 @@ const twoVersions = `components:
 // bakedRoot is a root with the packages of twoVersions cached and baked.
 func bakedRoot(t *testing.T) (root, manifest string) {
 	t.Helper()
+	root, manifest, _ = bakedRootWith(t, twoVersions)
+	return root, manifest
+}
+
+// bakedRootWith caches kubelet and kubectl 1.34.10 and 1.35.7 debs and bakes
+// the given manifest; args are --root, --arch and the manifest.
+func bakedRootWith(t *testing.T, manifestText string) (root, manifest string, args []string) {
+	t.Helper()
 	root = newRoot(t, "ubuntu-24.04")
 	manifest = filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, manifest, twoVersions)
+	writeFile(t, manifest, manifestText)
 	for _, tool := range []string{"kubelet", "kubectl"} {
 		for _, v := range []string{"1.34.10-ubuntu24.04u1", "1.35.7-ubuntu24.04u1"} {
 			cache(t, root, tool, pkg(t, platform.Deb, tool, v, platform.AMD64), "")
 		}
 	}
-	run(t, nil, "--mode=bake", "--root", root, "--arch", "amd64", manifest).must(t, ExitOK)
-	return root, manifest
+	args = []string{"--root", root, "--arch", "amd64", manifest}
+	run(t, nil, append([]string{"--mode=bake"}, args...)...).must(t, ExitOK)
+	return root, manifest, args
 }
 
 func TestBakeVerifyBootVerify(t *testing.T) {

@@ -8,26 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nodeimage/reconcile/internal/platform"
 	"github.com/nodeimage/reconcile/internal/state"
 )
-
-// reviewRoot caches kubelet and kubectl 1.34.10 and 1.35.7 debs and bakes
-// the given manifest.
-func reviewRoot(t *testing.T, manifestText string) (root, manifest string, args []string) {
-	t.Helper()
-	root = newRoot(t, "ubuntu-24.04")
-	manifest = filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, manifest, manifestText)
-	for _, tool := range []string{"kubelet", "kubectl"} {
-		for _, v := range []string{"1.34.10-ubuntu24.04u1", "1.35.7-ubuntu24.04u1"} {
-			cache(t, root, tool, pkg(t, platform.Deb, tool, v, platform.AMD64), "")
-		}
-	}
-	args = []string{"--root", root, "--arch", "amd64", manifest}
-	run(t, nil, append([]string{"--mode=bake"}, args...)...).must(t, ExitOK)
-	return root, manifest, args
-}
 
 func loadRec(t *testing.T, root string) state.Record {
 	t.Helper()
@@ -75,7 +57,7 @@ func TestClashingPathsAreBadInput(t *testing.T) {
 // (kubelet → kubelet-fips): bake plans nothing and verify passes, because the
 // record's package name is never compared.
 func TestPackageChangeNotNoticed(t *testing.T) {
-	root, manifest, args := reviewRoot(t, `components:
+	root, manifest, args := bakedRootWith(t, `components:
   - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1"}
   - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1"}
 `)
@@ -97,7 +79,7 @@ components:
 // A directory whose name ends in .deb in the package cache: every boot plans
 // remove_cache again (removeCache skips dirs, listCache counts them).
 func TestDirNamedDebBreaksIdempotency(t *testing.T) {
-	root, _, args := reviewRoot(t, twoVersions)
+	root, _, args := bakedRootWith(t, twoVersions)
 	if err := os.MkdirAll(filepath.Join(root, "opt/kubelet/downloads/old.deb"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +93,7 @@ func TestDirNamedDebBreaksIdempotency(t *testing.T) {
 // A directory with the temp prefix (non-empty) in /opt/bin: every run plans
 // a "remove" that cannot succeed, so bake and boot fail forever.
 func TestTempPrefixedDirFailsEveryRun(t *testing.T) {
-	root, _, args := reviewRoot(t, twoVersions)
+	root, _, args := bakedRootWith(t, twoVersions)
 	writeFile(t, filepath.Join(root, "opt/bin/.reconcile-tmp-x/keep"), "x")
 	r := run(t, nil, append([]string{"--mode=bake"}, args...)...)
 	if r.code != ExitOK {
@@ -122,7 +104,7 @@ func TestTempPrefixedDirFailsEveryRun(t *testing.T) {
 // The run succeeded but writing its events failed: exit 0 with an error
 // message on stderr (and no error in --output json).
 func TestEventsFailureExitsZero(t *testing.T) {
-	root, _, args := reviewRoot(t, twoVersions)
+	root, _, args := bakedRootWith(t, twoVersions)
 	r := run(t, nil, append([]string{"--mode=bake", "--events-dir", "/etc/os-release"}, args...)...)
 	t.Logf("exit %d stderr %q", r.code, r.stderr)
 	if r.code == ExitOK && strings.Contains(r.stderr, "reconcile: ") {
@@ -134,7 +116,7 @@ func TestEventsFailureExitsZero(t *testing.T) {
 // Bake ignores the cluster version, but an environment KUBERNETES_VERSION it
 // cannot parse (a minor line) makes bake exit 2.
 func TestBakeRefusesIrrelevantKubernetesVersionEnv(t *testing.T) {
-	root, _, args := reviewRoot(t, twoVersions)
+	root, _, args := bakedRootWith(t, twoVersions)
 	_ = root
 	r := run(t, map[string]string{"KUBERNETES_VERSION": "1.35"}, append([]string{"--mode=bake"}, args...)...)
 	if r.code != ExitOK {
@@ -145,7 +127,7 @@ func TestBakeRefusesIrrelevantKubernetesVersionEnv(t *testing.T) {
 // --require-deps promises a failure when the node lacks a dependency; with
 // no dpkg status at all nothing is checked and boot succeeds without a word.
 func TestRequireDepsSilentWhenUnchecked(t *testing.T) {
-	root, _, args := reviewRoot(t, twoVersions)
+	root, _, args := bakedRootWith(t, twoVersions)
 	_ = root
 	r := run(t, nil, append([]string{"--mode=boot", "--require-deps", "--k8s-version", "1.35.7"}, args...)...)
 	t.Logf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -160,7 +142,7 @@ func TestRequireDepsSilentWhenUnchecked(t *testing.T) {
 func TestInstallAcrossFilesystems(t *testing.T) {
 	// kubelet's target under /var/lib/kubelet, mounted apart like the
 	// credential provider's usually is.
-	root, _, args := reviewRoot(t, `tools:
+	root, _, args := bakedRootWith(t, `tools:
   kubelet:
     target: /var/lib/kubelet/bin/kubelet
 components:
