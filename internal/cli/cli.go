@@ -196,6 +196,9 @@ type command struct {
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
+	// manager is the distro's package manager, nil for an unknown distro:
+	// the plan names it, apply fetches with it.
+	manager pkgmgr.Manager
 }
 
 func (c *command) run(ctx context.Context) (int, error) {
@@ -335,8 +338,8 @@ func (c *command) request(root *os.Root) (plan.Request, error) {
 	}
 	req.Arch = arch
 	if req.Distro.Known() {
-		if m, err := pkgmgr.New(req.Distro.Format(), pkgmgr.Options{}); err == nil {
-			req.Manager = m.Name()
+		if m, err := pkgmgr.New(req.Distro.Format(), pkgmgr.Options{Logger: c.log, ExtraArgs: c.o.pmArgs}); err == nil {
+			c.manager, req.Manager = m, m.Name()
 		}
 	}
 	// Bake serves every version: a KUBERNETES_VERSION left in an image
@@ -355,10 +358,7 @@ func (c *command) applyOptions(root *os.Root, req plan.Request, p *plan.Plan) ap
 	o := apply.Options{
 		Root: root, Logger: c.log, Parallel: c.o.parallel, Limits: pkgfile.DefaultLimits,
 		HostArch: platform.Host(), Format: req.Distro.Format(),
-		AfterAction: crashHook(c.getenv),
-	}
-	if m, err := pkgmgr.New(req.Distro.Format(), pkgmgr.Options{Logger: c.log, ExtraArgs: c.o.pmArgs}); err == nil {
-		o.Manager = m
+		AfterAction: crashHook(c.getenv), Manager: c.manager,
 	}
 	if f, ok := c.stderr.(*os.File); ok && c.o.output == "text" && term.IsTerminal(int(f.Fd())) {
 		var done atomic.Int64

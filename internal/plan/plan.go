@@ -288,9 +288,8 @@ func intact(e manifest.Entry, path string, st *state.State, req Request) (ok boo
 	switch {
 	case !recorded:
 		return false, fmt.Sprintf("%s exists but is not in the state record: not trusted, replaced", path)
-	case rec.Tool != e.Tool || rec.Source.Name != e.Package || rec.PackageVersion != e.Version.String() || rec.Arch != string(e.Arch):
-		return false, fmt.Sprintf("%s is %s from %s=%s (%s), not %s from %s=%s (%s)", path,
-			rec.Tool, rec.Source.Name, rec.PackageVersion, rec.Arch, e.Tool, e.Package, e.Version, e.Arch)
+	case !rec.Of(e.Tool, e.Package, e.Version.String(), string(e.Arch)):
+		return false, fmt.Sprintf("%s is %s, not %s", path, rec.What(), state.Describe(e.Tool, e.Package, e.Version.String(), string(e.Arch)))
 	case !rec.Matches(f):
 		return false, fmt.Sprintf("%s does not match the state record (size %d, mtime %s; recorded %d, %s): treated as missing",
 			path, f.Size, f.ModTime.UTC().Format("2006-01-02T15:04:05.000000000Z"), rec.Size, rec.ModTime.UTC().Format("2006-01-02T15:04:05.000000000Z"))

@@ -55,6 +55,19 @@ type Source struct {
 	Digest  string `json:"digest"` // the digest the package declares for that entry, if any
 }
 
+// Of reports whether b is tool's binary out of package pkg=version for arch.
+func (b Binary) Of(tool, pkg, version, arch string) bool {
+	return b.Tool == tool && b.Source.Name == pkg && b.PackageVersion == version && b.Arch == arch
+}
+
+// What describes b as Describe does.
+func (b Binary) What() string { return Describe(b.Tool, b.Source.Name, b.PackageVersion, b.Arch) }
+
+// Describe names a binary by what Of compares: "kubelet from kubelet=1.35.7-1 (amd64)".
+func Describe(tool, pkg, version, arch string) string {
+	return fmt.Sprintf("%s from %s=%s (%s)", tool, pkg, version, arch)
+}
+
 // Matches reports whether a file on disk is the one recorded, by the cheap
 // identity (size and modification time).
 func (b Binary) Matches(f File) bool {

@@ -98,9 +98,8 @@ func check(ctx context.Context, root *os.Root, rec state.Record, e manifest.Entr
 	switch {
 	case !ok:
 		fail("not in the state record /%s", state.RecordPath)
-	case b.Tool != e.Tool || b.Source.Name != e.Package || b.PackageVersion != e.Version.String() || b.Arch != string(e.Arch):
-		fail("record says %s from %s=%s (%s), manifest wants %s from %s=%s (%s)",
-			b.Tool, b.Source.Name, b.PackageVersion, b.Arch, e.Tool, e.Package, e.Version, e.Arch)
+	case !b.Of(e.Tool, e.Package, e.Version.String(), string(e.Arch)):
+		fail("record says %s, manifest wants %s", b.What(), state.Describe(e.Tool, e.Package, e.Version.String(), string(e.Arch)))
 	default:
 		got, err := rootfs.DigestFile(root, rootfs.Rel(p))
 		if err != nil {
