@@ -100,7 +100,7 @@ func parse(args []string, getenv func(string) string, stdout io.Writer) (*option
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, badInput("%v (see reconcile --help)", err)
+			return nil, flagError(fs, err)
 		}
 		if fs.NArg() == 0 {
 			break

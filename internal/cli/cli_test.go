@@ -697,7 +697,7 @@ func TestBadInputExitsTwo(t *testing.T) {
 	}{
 		{"no mode", nil, []string{"--root", root}, "--mode is required"},
 		{"unknown mode", nil, []string{"--mode=install"}, `--mode "install": expected bake, boot or verify`},
-		{"unknown flag", nil, []string{"--mode=bake", "--force"}, "flag provided but not defined: -force"},
+		{"unknown flag", nil, []string{"--mode=bake", "--force"}, "unknown flag --force"},
 		{"two manifests", nil, []string{"--dry-run", manifest, manifest}, "at most one MANIFEST argument"},
 		{"bad output", nil, []string{"--dry-run", "--output", "yaml"}, `--output "yaml": expected text or json`},
 		{"detailed exit code without dry-run", nil, []string{"--mode=bake", "--detailed-exitcode"}, "--detailed-exitcode goes with --dry-run"},
