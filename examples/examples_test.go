@@ -186,7 +186,7 @@ func TestWorkflowRunsPRCheck(t *testing.T) {
 	var build, check bool
 	for _, job := range wf.Jobs {
 		for _, s := range job.Steps {
-			if strings.Contains(s.Run, "go build -o \"$RUNNER_TEMP/reconcile\" ./cmd/reconcile") && s.Env["CGO_ENABLED"] == "0" {
+			if strings.Contains(s.Run, "go build -trimpath -buildvcs=true -o \"$RUNNER_TEMP/reconcile\" ./cmd/reconcile") && s.Env["CGO_ENABLED"] == "0" {
 				build = true
 			}
 			if strings.HasPrefix(s.Run, "examples/pr-check.sh manifests/") && s.Env["RECONCILE"] == "${{ runner.temp }}/reconcile" {
