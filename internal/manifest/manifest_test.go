@@ -2,6 +2,7 @@ package manifest_test
 
 import (
 	"bufio"
+	"cmp"
 	"bytes"
 	"errors"
 	"fmt"
@@ -135,7 +136,7 @@ func checkEntries(t *testing.T, m *manifest.Manifest) {
 				}
 				last = e.Index
 				c := m.Components[e.Index]
-				if e.Tool != c.Tool || e.Distro != d || e.Arch != a || e.Version.String() != strings.TrimPrefix(c.PackageVersion, "0:") {
+				if e.Tool != c.Tool || e.Distro != d || e.Arch != a || e.Version.String() != strings.TrimPrefix(cmp.Or(c.PackageVersion, c.Version), "0:") {
 					t.Errorf("%s does not match components[%d] %+v", e.ID(), e.Index, c)
 				}
 				if e.Package == "" || e.CacheDir == "" || len(e.BinaryPaths) == 0 || e.Target == "" || e.ExitCode == 0 || len(e.VersionArgs) == 0 {
