@@ -2,8 +2,8 @@ package manifest_test
 
 import (
 	"bufio"
-	"cmp"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
