@@ -104,8 +104,8 @@ func TestResolveRanks(t *testing.T) {
 	for _, tt := range []struct{ tool, k8s, want string }{
 		{"runc", "1.33.0", "1.4.3-ubuntu24.04u2"},
 		{"runc", "1.34.10", "1.4.3-ubuntu24.04u2"},
-		{"runc", "1.35.1", "1.4.5-ubuntu24.04u1"},  // the minor line beats ">= 1.33, < 1.36"
-		{"runc", "1.35.7", "1.4.6-ubuntu24.04u1"},  // the exact version beats both
+		{"runc", "1.35.1", "1.4.5-ubuntu24.04u1"}, // the minor line beats ">= 1.33, < 1.36"
+		{"runc", "1.35.7", "1.4.6-ubuntu24.04u1"}, // the exact version beats both
 		{"runc", "1.36.0-rc.1", "1.4.4-ubuntu24.04u1"},
 		{"runc", "1.36.2", "1.4.4-ubuntu24.04u1"},
 		{"runc", "1.32.9", ""},
