@@ -303,8 +303,9 @@ func (c Component) source() SourceKind {
 	return FromPackage
 }
 
-// entry resolves component i for arch; its errors are validation problems.
-func (m *Manifest) entry(i int, arch platform.Arch, tools map[string]Tool) (Entry, error) {
+// entry resolves component i, once for all its arches; its errors are
+// validation problems.
+func (m *Manifest) entry(i int, tools map[string]Tool) (Entry, error) {
 	c := m.Components[i]
 	d, err := platform.ParseDistro(c.Distro)
 	if err != nil {
@@ -320,7 +321,6 @@ func (m *Manifest) entry(i int, arch platform.Arch, tools map[string]Tool) (Entr
 		Tool:        c.Tool,
 		Package:     t.Package,
 		Distro:      d,
-		Arch:        arch,
 		CacheDir:    t.CacheDir,
 		BinaryPaths: t.BinaryPaths,
 		Target:      t.Target,
@@ -341,16 +341,8 @@ func (m *Manifest) entry(i int, arch platform.Arch, tools map[string]Tool) (Entr
 			return Entry{}, fieldErr("version", fmt.Errorf("%q is not a MAJOR.MINOR.PATCH version (1.34.9, without v: a template adds it)", c.Version))
 		}
 		e.Version = pkgversion.Version{Format: d.Format(), Upstream: c.Version}
-		sub := strings.NewReplacer("${arch}", string(arch), "${version}", c.Version)
 		e.Path = strings.TrimPrefix(c.Path, "./")
 		e.BinaryPaths = []string{e.Path}
-		if e.Source == FromURL {
-			e.URL = sub.Replace(c.URL)
-			e.Digest = "sha256:" + c.SHA256[string(arch)]
-		} else {
-			e.Ref = sub.Replace(c.OCI)
-			e.Digest = c.Digest[string(arch)]
-		}
 	}
 	e.serve = serving{kind: exact, v: up, text: up.String()}
 	if c.K8sVersion != "" {
@@ -361,6 +353,21 @@ func (m *Manifest) entry(i int, arch platform.Arch, tools map[string]Tool) (Entr
 	e.K8s = e.serve.text
 	e.Versioned = path.Join(BinDir, c.Tool+"-"+e.Version.Upstream)
 	return e, nil
+}
+
+// forArch is the resolved entry e of component c for one arch: the
+// artifact's reference and digest for that arch.
+func (c Component) forArch(e Entry, arch platform.Arch) Entry {
+	e.Arch = arch
+	switch e.Source {
+	case FromURL:
+		e.URL = strings.NewReplacer("${arch}", string(arch), "${version}", c.Version).Replace(c.URL)
+		e.Digest = "sha256:" + c.SHA256[string(arch)]
+	case FromOCI:
+		e.Ref = strings.NewReplacer("${arch}", string(arch), "${version}", c.Version).Replace(c.OCI)
+		e.Digest = c.Digest[string(arch)]
+	}
+	return e
 }
 
 // ParseK8sVersion reads the cluster version a node boots for ("1.34.10" or "v1.34.10").

@@ -446,17 +446,23 @@ func (c *checker) distros() {
 // the result for Entries, and runs the rules that span entries.
 func (c *checker) entries(broken map[int]bool) {
 	m := c.m
-	type baking struct{ tool, distro, arch, version string }
+	// Keys hold the group's number, not its strings: hashing the strings
+	// of every key was a tenth of Parse.
+	type baking struct {
+		group   int
+		version string
+	}
 	type serves struct {
-		tool, distro, arch string
-		kind               rank
-		text               string
+		group int
+		kind  rank
+		text  string
 	}
 	type artifact struct{ arch, ref string }
 	type found struct {
 		index  int
 		digest string
 	}
+	groups := map[group]int{}
 	baked := map[baking]int{}
 	served := map[serves]int{}
 	ranges := map[group][]owned{}
@@ -471,27 +477,37 @@ func (c *checker) entries(broken map[int]bool) {
 			continue // its own problem is reported
 		}
 		at := "components[" + strconv.Itoa(i) + "]"
+		base, err := m.entry(i, tools)
+		if err != nil {
+			fe := err.(*fieldError)
+			c.add(CodeInvalid, at+"."+fe.field, "%v", fe.err)
+			unsure[comp.Distro] = true
+			continue
+		}
+		var constraintSpans []span
+		if base.serve.kind == constraint {
+			constraintSpans = spans(base.serve.c, base.serve.text)
+		}
 		for _, a := range comp.arches() {
-			e, err := m.entry(i, platform.Arch(a), tools)
-			if err != nil {
-				fe := err.(*fieldError)
-				c.add(CodeInvalid, at+"."+fe.field, "%v", fe.err)
-				unsure[comp.Distro] = true
-				break
-			}
+			e := comp.forArch(base, platform.Arch(a))
 			m.entries[target{e.Distro, e.Arch}] = append(m.entries[target{e.Distro, e.Arch}], e)
-			if j, dup := baked[baking{comp.Tool, comp.Distro, a, e.Version.Upstream}]; dup {
+			g := group{comp.Tool, comp.Distro, a}
+			gid, ok := groups[g]
+			if !ok {
+				gid = len(groups)
+				groups[g] = gid
+			}
+			if j, dup := baked[baking{gid, e.Version.Upstream}]; dup {
 				c.add(CodeDuplicate, at, "same tool, distro, arch (%s) and version as components[%d]: both would bake %s", a, j, e.Versioned)
 				break // once per component, and not again as serving twice
 			}
-			baked[baking{comp.Tool, comp.Distro, a, e.Version.Upstream}] = i
+			baked[baking{gid, e.Version.Upstream}] = i
 			if e.serve.kind == constraint {
-				g := group{comp.Tool, comp.Distro, a}
-				for _, s := range spans(e.serve.c, e.serve.text) {
+				for _, s := range constraintSpans {
 					ranges[g] = append(ranges[g], owned{s, i})
 				}
 			} else {
-				sk := serves{comp.Tool, comp.Distro, a, e.serve.kind, e.K8s}
+				sk := serves{gid, e.serve.kind, e.K8s}
 				if j, dup := served[sk]; dup {
 					c.add(CodeOverlap, at+".k8sVersion", "%s is served by components[%d] too for %s %s: boot could not choose", e.K8s, j, comp.Distro, a)
 					break
