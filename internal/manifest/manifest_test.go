@@ -714,6 +714,9 @@ func FuzzParse(f *testing.F) {
 					if !manifest.NamePattern.MatchString(e.Tool) || !filepath.IsAbs(e.Target) || !filepath.IsAbs(e.CacheDir) {
 						t.Fatalf("accepted %+v", e)
 					}
+					if e.Source != manifest.FromPackage && (len(e.Digest) != len("sha256:")+64 || !strings.HasPrefix(e.Digest, "sha256:") || !filepath.IsLocal(e.Path)) {
+						t.Fatalf("accepted an unpinned or escaping artifact %+v", e)
+					}
 					for _, p := range e.BinaryPaths {
 						if !filepath.IsLocal(p) {
 							t.Fatalf("accepted binary path %q", p)
