@@ -28,6 +28,10 @@ type serving struct {
 }
 
 func (s serving) serves(v *semver.Version) bool {
+	switch {
+	case v == nil || s.v == nil && s.c == nil:
+		return false // a hand-built Entry serves nothing
+	}
 	switch s.kind {
 	case minorLine:
 		return v.Major() == s.v.Major() && v.Minor() == s.v.Minor()

@@ -187,6 +187,15 @@ func TestErrorReport(t *testing.T) {
 	}
 }
 
+func TestHandBuiltEntryServesNothing(t *testing.T) {
+	if (manifest.Entry{}).Serves(semver.MustParse("1.34.10")) {
+		t.Error("a zero Entry serves 1.34.10")
+	}
+	if _, ok := manifest.Resolve([]manifest.Entry{{Tool: "kubelet"}}, "kubelet", semver.MustParse("1.34.10")); ok {
+		t.Error("Resolve picked a zero Entry")
+	}
+}
+
 // The temp-file prefix the manifest refuses is the one rootfs writes.
 func TestTempPrefixIsRootfs(t *testing.T) {
 	if manifest.TempPrefix != rootfs.TempPrefix {
