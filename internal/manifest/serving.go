@@ -28,8 +28,7 @@ type serving struct {
 }
 
 func (s serving) serves(v *semver.Version) bool {
-	switch {
-	case v == nil || s.v == nil && s.c == nil:
+	if v == nil || s.v == nil && s.c == nil {
 		return false // a hand-built Entry serves nothing
 	}
 	switch s.kind {
