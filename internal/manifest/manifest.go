@@ -1,17 +1,16 @@
-// Package manifest loads and validates the components manifest: which package
-// version of which tool each distro's node image carries, and which Kubernetes
-// versions it serves.
+// Package manifest loads and validates the components manifest: which version
+// of which tool each distro's node image carries, where it comes from (a
+// package, a tarball URL or an OCI artifact), and which Kubernetes versions it
+// serves.
 package manifest
 
 import (
 	"cmp"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"path"
-	"sigs.k8s.io/yaml"
 	"slices"
 	"strings"
 
@@ -31,31 +30,73 @@ const BinDir = "/opt/bin"
 // Manifest is the decoded document.
 type Manifest struct {
 	// Tools overrides the per-tool defaults (package name, paths, exit code).
-	Tools map[string]Tool `json:"tools,omitempty" validate:"dive,keys,toolname,endkeys"`
+	Tools map[string]Tool `json:"tools,omitempty"`
 	// Components lists what the node images carry.
-	Components []Component `json:"components" validate:"required,min=1,dive"`
+	Components []Component `json:"components"`
+	// DistroSettings holds per-distro fetch settings, keyed by distro.
+	DistroSettings map[string]FetchConfig `json:"distros,omitempty"`
+	// RequireVersion makes boot refuse a cluster version no entry names.
+	RequireVersion bool `json:"requireManifestVersion,omitempty"`
 
-	file string
+	file    string
+	entries map[target][]Entry
+}
+
+type target struct {
+	distro platform.Distro
+	arch   platform.Arch
 }
 
 // Tool holds per-tool settings; every field has a default.
 type Tool struct {
-	Package     string   `json:"package,omitempty" validate:"omitempty,max=64,toolname"`
-	CacheDir    string   `json:"cacheDir,omitempty" validate:"omitempty,diskpath"`
-	BinaryPaths []string `json:"binaryPaths,omitempty" validate:"omitempty,dive,pkgpath"`
-	Target      string   `json:"target,omitempty" validate:"omitempty,diskpath"`
-	ExitCode    int      `json:"exitCode,omitempty" validate:"omitempty,min=6,max=255"` // 1–5 are reconcile's own codes
-	VersionArgs []string `json:"versionArgs,omitempty" validate:"omitempty,dive,required"`
+	Package     string   `json:"package,omitempty"`
+	CacheDir    string   `json:"cacheDir,omitempty"`
+	BinaryPaths []string `json:"binaryPaths,omitempty"`
+	Target      string   `json:"target,omitempty"`
+	ExitCode    int      `json:"exitCode,omitempty"` // 1–6 are reconcile's own codes
+	VersionArgs []string `json:"versionArgs,omitempty"`
 }
 
-// Component is one package version of one tool for one distro.
+// Component is one version of one tool for one distro, from one source: a
+// package (PackageVersion), a tarball (URL and SHA256) or an OCI artifact
+// (OCI and Digest).
 type Component struct {
-	Tool           string   `json:"tool" validate:"required,max=64,toolname"`
-	Distro         string   `json:"distro" validate:"required,distro"`
-	PackageVersion string   `json:"packageVersion" validate:"required"`
-	K8sVersion     string   `json:"k8sVersion,omitempty"`
-	Arches         []string `json:"arches,omitempty" validate:"omitempty,min=1,unique,dive,oneof=amd64 arm64"`
+	Tool           string            `json:"tool"`
+	Distro         string            `json:"distro"`
+	PackageVersion string            `json:"packageVersion,omitempty"`
+	K8sVersion     string            `json:"k8sVersion,omitempty"`
+	Arches         []string          `json:"arches,omitempty"`
+	Version        string            `json:"version,omitempty"`
+	URL            string            `json:"url,omitempty"`
+	SHA256         map[string]string `json:"sha256,omitempty"`
+	OCI            string            `json:"oci,omitempty"`
+	Digest         map[string]string `json:"digest,omitempty"`
+	Path           string            `json:"path,omitempty"`
 }
+
+// FetchConfig names what a fetch from the distro's repositories refreshes,
+// so a miss at boot refreshes one repository, not all of them. Empty means
+// the package manager's own configuration, all of it.
+type FetchConfig struct {
+	// AptSources are source lists (deb): apt-get update reads only these.
+	AptSources []string `json:"aptSources,omitempty"`
+	// AptTestingSources are added for a version with a '~' (a pre-release).
+	AptTestingSources []string `json:"aptTestingSources,omitempty"`
+	// DnfRepos are repository ids (rpm): dnf enables only these.
+	DnfRepos []string `json:"dnfRepos,omitempty"`
+}
+
+// SourceKind is where an entry's binary comes from.
+type SourceKind string
+
+const (
+	// FromPackage is a deb or rpm package, fetched by the package manager.
+	FromPackage SourceKind = "package"
+	// FromURL is a tarball downloaded over HTTPS.
+	FromURL SourceKind = "url"
+	// FromOCI is an OCI artifact whose layer is a tarball.
+	FromOCI SourceKind = "oci"
+)
 
 // builtin are the defaults for tools node provisioning already knows; the
 // exit codes are the ones its scripts and alerts expect.
@@ -71,61 +112,55 @@ const DefaultExitCode = 1
 // File is where the manifest came from, for messages.
 func (m *Manifest) File() string { return m.file }
 
+// Fetch is the distro's fetch settings; the zero value when it has none.
+func (m *Manifest) Fetch(d platform.Distro) FetchConfig { return m.DistroSettings[d.String()] }
+
+// RequiresManifestVersion reports whether boot must refuse a cluster version
+// that no entry names (requireManifestVersion: true) rather than serve it by
+// the package rules.
+func (m *Manifest) RequiresManifestVersion() bool { return m.RequireVersion }
+
 // Load reads and parses a manifest file.
 func Load(file string) (*Manifest, error) {
 	f, err := os.Open(file)
 	if err != nil {
-		return nil, &Error{File: file, Problems: []Problem{{Msg: err.Error()}}}
+		return nil, &Error{File: file, Problems: []Problem{{Code: CodeRead, Msg: err.Error()}}}
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
 	if err != nil {
-		return nil, &Error{File: file, Problems: []Problem{{Msg: "reading: " + err.Error()}}}
+		return nil, &Error{File: file, Problems: []Problem{{Code: CodeRead, Msg: "reading: " + err.Error()}}}
 	}
 	return Parse(file, data)
 }
 
 // Parse decodes and validates a manifest; name is used in messages. Every
 // problem is reported, each with the path of its field and, where known, its
-// line.
+// line. The YAML is parsed once; every entry is resolved here, once, so
+// Entries only looks them up.
 func Parse(name string, data []byte) (*Manifest, error) {
 	if len(data) > MaxSize {
-		return nil, &Error{File: name, Problems: []Problem{{Msg: fmt.Sprintf("larger than %d bytes: not a components manifest", MaxSize)}}}
-	}
-	lines, value, problems := checkShape(data)
-	if lines == nil {
-		return nil, &Error{File: name, Problems: problems}
+		return nil, &Error{File: name, Problems: []Problem{{Code: CodeTooLarge, Msg: fmt.Sprintf("larger than %d bytes: not a components manifest", MaxSize)}}}
 	}
 	var m Manifest
-	var err error
-	if len(problems) == 0 {
-		// The shape check has refused everything YAML 1.1 and 1.2 read
-		// differently, so the strict decoder sees what it saw.
-		err = yaml.UnmarshalStrict(data, &m)
-	} else {
-		// value holds only what has the shape of a Manifest, as JSON
-		// values: decoding it lets validation report the other problems.
-		var b []byte
-		if b, err = json.Marshal(value); err == nil {
-			err = json.Unmarshal(b, &m)
-		}
-	}
-	if err != nil {
-		return nil, &Error{File: name, Problems: append(problems, Problem{Msg: "decoding: " + err.Error()})}
+	d, problems := decode(data, &m)
+	if d == nil {
+		return nil, &Error{File: name, Problems: problems}
 	}
 	// Validate even a manifest with shape problems, so one run reports all
 	// problems; nothing under a field that already has one is reported again.
-	var bad []string
+	bad := map[string]bool{}
 	for _, p := range problems {
-		bad = append(bad, p.Path)
+		bad[p.Path] = true
 	}
 	for _, p := range m.validate(bad) {
 		if !under(p.Path, bad) {
-			p.Line = lineOf(lines, p.Path)
+			p.Line = lineOf(d.lines, p.Path)
 			problems = append(problems, p)
 		}
 	}
 	if len(problems) > 0 {
+		d.name(problems)
 		// In file order; problems without a line (whole-manifest rules) last.
 		slices.SortStableFunc(problems, func(a, b Problem) int {
 			return cmp.Compare(lineOrder(a.Line), lineOrder(b.Line))
@@ -144,17 +179,22 @@ type Entry struct {
 	Package     string
 	Distro      platform.Distro
 	Arch        platform.Arch
-	Version     pkgversion.Version
-	K8s         string // what it serves, canonical: "1.34.10", or "1.34" for a minor line
-	CacheDir    string // absolute, e.g. /opt/kubelet/downloads
+	Version     pkgversion.Version // for url and oci entries: Upstream is the version
+	K8s         string             // what it serves, canonical: "1.34.10", "1.34" for a minor line, or the constraint
+	CacheDir    string             // absolute, e.g. /opt/kubelet/downloads
 	BinaryPaths []string
 	Versioned   string // /opt/bin/<tool>-<version>
 	Target      string
 	ExitCode    int
 	VersionArgs []string
 
-	k8s   *semver.Version
-	minor bool // K8s names a minor line ("1.34") rather than one version
+	Source SourceKind
+	URL    string // url entries: the tarball, ${arch} and ${version} substituted
+	Ref    string // oci entries: registry/repo:tag, substituted
+	Digest string // url and oci entries: "sha256:<hex>" of the artifact for Arch
+	Path   string // url and oci entries: the binary inside the tarball
+
+	serve serving
 }
 
 // ID names the entry in messages: "components[3] (kubelet ubuntu-24.04 amd64 1.34.10-ubuntu24.04u1)".
@@ -162,32 +202,35 @@ func (e Entry) ID() string {
 	return fmt.Sprintf("components[%d] (%s %s %s %s)", e.Index, e.Tool, e.Distro, e.Arch, e.Version)
 }
 
-// Serves reports whether the entry serves cluster version v.
-func (e Entry) Serves(v *semver.Version) bool {
-	if e.minor {
-		return v.Major() == e.k8s.Major() && v.Minor() == e.k8s.Minor()
+// Serves reports whether the entry serves cluster version v: the version
+// itself, any patch of a minor line, or what a constraint admits (a
+// constraint is read on v's release, so 1.35.0-rc.1 is in ">= 1.35").
+func (e Entry) Serves(v *semver.Version) bool { return e.serve.serves(v) }
+
+// Exact reports whether the entry names one cluster version, not a minor line
+// or a constraint.
+func (e Entry) Exact() bool { return e.serve.kind == exact }
+
+// Constraint reports whether the entry serves a constraint ("*", ">= 1.33, < 1.37").
+func (e Entry) Constraint() bool { return e.serve.kind == constraint }
+
+// Artifact is what one download fetches: entries with equal artifacts (the
+// kubelet and kubectl of one kubernetes-node tarball) share it. "" for a
+// package entry.
+func (e Entry) Artifact() string {
+	switch e.Source {
+	case FromURL:
+		return e.URL + "@" + e.Digest
+	case FromOCI:
+		return e.Ref + "@" + e.Digest
 	}
-	return v.Equal(e.k8s)
+	return ""
 }
 
-// Exact reports whether the entry names one cluster version, not a minor line.
-func (e Entry) Exact() bool { return !e.minor }
-
-// Entries resolves the components for a distro and architecture, in manifest
-// order. The manifest must have passed Parse.
+// Entries is the components for a distro and architecture, in manifest
+// order, as Parse resolved them.
 func (m *Manifest) Entries(d platform.Distro, arch platform.Arch) []Entry {
-	var out []Entry
-	for i, c := range m.Components {
-		if c.Distro != d.String() || !slices.Contains(c.arches(), string(arch)) {
-			continue
-		}
-		e, err := m.entry(i, arch)
-		if err != nil {
-			panic(fmt.Sprintf("manifest: Entries on an unvalidated manifest: %v", err))
-		}
-		out = append(out, e)
-	}
-	return out
+	return slices.Clone(m.entries[target{d, arch}])
 }
 
 // Distros lists the distros the manifest names, sorted.
@@ -250,71 +293,81 @@ func (c Component) arches() []string {
 	return c.Arches
 }
 
-// entry resolves component i for arch; its errors are validation problems.
-func (m *Manifest) entry(i int, arch platform.Arch) (Entry, error) {
+func (c Component) source() SourceKind {
+	switch {
+	case c.URL != "":
+		return FromURL
+	case c.OCI != "":
+		return FromOCI
+	}
+	return FromPackage
+}
+
+// entry resolves component i, once for all its arches; its errors are
+// validation problems.
+func (m *Manifest) entry(i int, tools map[string]Tool) (Entry, error) {
 	c := m.Components[i]
 	d, err := platform.ParseDistro(c.Distro)
 	if err != nil {
 		return Entry{}, fieldErr("distro", err)
 	}
-	v, err := pkgversion.Parse(d.Format(), c.PackageVersion)
-	if err != nil {
-		return Entry{}, fieldErr("packageVersion", err)
+	t, ok := tools[c.Tool]
+	if !ok {
+		t = m.Tool(c.Tool)
+		tools[c.Tool] = t
 	}
-	up, err := v.Kube()
-	if err != nil {
-		return Entry{}, fieldErr("packageVersion", err)
-	}
-	k8s, minor := up, false
-	if c.K8sVersion != "" {
-		if k8s, minor, err = parseK8s(c.K8sVersion); err != nil {
-			return Entry{}, fieldErr("k8sVersion", err)
-		}
-	}
-	t := m.Tool(c.Tool)
-	return Entry{
+	e := Entry{
 		Index:       i,
 		Tool:        c.Tool,
 		Package:     t.Package,
 		Distro:      d,
-		Arch:        arch,
-		Version:     v,
-		K8s:         k8sText(k8s, minor),
 		CacheDir:    t.CacheDir,
 		BinaryPaths: t.BinaryPaths,
-		Versioned:   path.Join(BinDir, c.Tool+"-"+v.Upstream),
 		Target:      t.Target,
 		ExitCode:    t.ExitCode,
 		VersionArgs: t.VersionArgs,
-		k8s:         k8s,
-		minor:       minor,
-	}, nil
-}
-
-// parseK8s reads "1.34.10" (one version) or "1.34" (a minor line).
-func parseK8s(s string) (*semver.Version, bool, error) {
-	bare := strings.TrimPrefix(s, "v")
-	if strings.Count(bare, ".") == 1 && !strings.ContainsAny(bare, "-+") {
-		v, err := semver.StrictNewVersion(bare + ".0")
-		if err != nil {
-			return nil, false, fmt.Errorf("%q is not a Kubernetes version (1.34.10) or minor line (1.34)", s)
+		Source:      c.source(),
+	}
+	var up *semver.Version
+	if e.Source == FromPackage {
+		if e.Version, err = pkgversion.Parse(d.Format(), c.PackageVersion); err != nil {
+			return Entry{}, fieldErr("packageVersion", err)
 		}
-		return v, true, nil
+		if up, err = e.Version.Kube(); err != nil {
+			return Entry{}, fieldErr("packageVersion", err)
+		}
+	} else {
+		if up, err = semver.StrictNewVersion(c.Version); err != nil {
+			return Entry{}, fieldErr("version", fmt.Errorf("%q is not a MAJOR.MINOR.PATCH version (1.34.9, without v: a template adds it)", c.Version))
+		}
+		e.Version = pkgversion.Version{Format: d.Format(), Upstream: c.Version}
+		e.Path = strings.TrimPrefix(c.Path, "./")
+		e.BinaryPaths = []string{e.Path}
 	}
-	v, err := semver.StrictNewVersion(bare)
-	if err != nil {
-		return nil, false, fmt.Errorf("%q is not a Kubernetes version (1.34.10) or minor line (1.34)", s)
+	e.serve = serving{kind: exact, v: up, text: up.String()}
+	if c.K8sVersion != "" {
+		if e.serve, err = parseServing(c.K8sVersion); err != nil {
+			return Entry{}, fieldErr("k8sVersion", err)
+		}
 	}
-	return v, false, nil
+	e.K8s = e.serve.text
+	e.Versioned = path.Join(BinDir, c.Tool+"-"+e.Version.Upstream)
+	return e, nil
 }
 
-// k8sText is the canonical spelling of what an entry serves, so that
-// "v1.35.7" and "1.35.7" are one version to every comparison.
-func k8sText(v *semver.Version, minor bool) string {
-	if minor {
-		return fmt.Sprintf("%d.%d", v.Major(), v.Minor())
+// forArch is the resolved entry e of component c for one arch: the
+// artifact's reference and digest for that arch.
+func (c Component) forArch(e Entry, arch platform.Arch) Entry {
+	e.Arch = arch
+	switch e.Source {
+	case FromURL:
+		e.URL = strings.NewReplacer("${arch}", string(arch), "${version}", c.Version).Replace(c.URL)
+		e.Digest = "sha256:" + c.SHA256[string(arch)]
+	case FromOCI:
+		e.Ref = strings.NewReplacer("${arch}", string(arch), "${version}", c.Version).Replace(c.OCI)
+		e.Digest = c.Digest[string(arch)]
 	}
-	return v.String()
+	return e
 }
 
 // ParseK8sVersion reads the cluster version a node boots for ("1.34.10" or "v1.34.10").
@@ -339,11 +392,18 @@ func fieldErr(field string, err error) error {
 	return &fieldError{field: field, err: err}
 }
 
-// under reports whether path is one of paths or inside one.
-func under(path string, paths []string) bool {
-	return slices.ContainsFunc(paths, func(p string) bool {
-		return p == "" || path == p || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[")
-	})
+// under reports whether path is in bad or inside a path in bad; "" in bad is
+// the whole document.
+func under(path string, bad map[string]bool) bool {
+	if bad[""] || bad[path] {
+		return true
+	}
+	for i := len(path) - 1; i > 0; i-- {
+		if (path[i] == '.' || path[i] == '[') && bad[path[:i]] {
+			return true
+		}
+	}
+	return false
 }
 
 // lineOf is the line of path or, for a missing field, of the nearest
@@ -369,32 +429,32 @@ func lineOrder(line int) int {
 	return line
 }
 
-// Resolve picks the tool's entry serving v; one naming v exactly wins over
-// a minor line.
+// Resolve picks the tool's entry serving v: one naming v exactly wins over a
+// minor line, which wins over a constraint. Validation refuses two entries
+// that serve one version at the same rank.
 func Resolve(entries []Entry, tool string, v *semver.Version) (Entry, bool) {
-	var line *Entry
-	for _, e := range entries {
+	best := -1
+	for i, e := range entries {
 		if e.Tool != tool || !e.Serves(v) {
 			continue
 		}
-		if e.Exact() {
-			return e, true
-		}
-		if line == nil {
-			line = &e
+		if best < 0 || e.serve.kind < entries[best].serve.kind {
+			best = i
 		}
 	}
-	if line == nil {
+	if best < 0 {
 		return Entry{}, false
 	}
-	return *line, true
+	return entries[best], true
 }
 
 // Tools lists the tools of entries in manifest order.
 func Tools(entries []Entry) []string {
 	var out []string
+	seen := map[string]bool{}
 	for _, e := range entries {
-		if !slices.Contains(out, e.Tool) {
+		if !seen[e.Tool] {
+			seen[e.Tool] = true
 			out = append(out, e.Tool)
 		}
 	}

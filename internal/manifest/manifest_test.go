@@ -3,6 +3,7 @@ package manifest_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -94,25 +95,52 @@ func TestEmbedded(t *testing.T) {
 		t.Fatalf("the embedded manifest does not parse: %v", err)
 	}
 	checkEntries(t, m)
-	if got, want := m.Distros(), []string{"azurelinux-3.0", "ubuntu-22.04", "ubuntu-24.04", "ubuntu-26.04"}; !slices.Equal(got, want) {
+	if got, want := m.Distros(), []string{"azurelinux-3.0", "ubuntu-20.04", "ubuntu-22.04", "ubuntu-24.04", "ubuntu-26.04"}; !slices.Equal(got, want) {
 		t.Errorf("Distros() = %v, want %v", got, want)
 	}
 	if !strings.HasPrefix(string(manifests.Components), "# yaml-language-server: $schema=../schema/components.schema.json\n") {
 		t.Error("the embedded manifest does not point editors at the schema on its first line")
 	}
-	// Every distro and arch has kubelet, kubectl and the credential provider
-	// for every cluster version it serves.
-	for _, d := range m.Distros() {
+	// What images carry: the credential provider where its packages exist,
+	// runc and containerd where the images have them from packages.
+	others := map[string][]string{
+		"ubuntu-20.04":   {"runc"},
+		"ubuntu-22.04":   {"azure-acr-credential-provider", "runc", "containerd"},
+		"ubuntu-24.04":   {"azure-acr-credential-provider", "runc", "containerd"},
+		"ubuntu-26.04":   nil,
+		"azurelinux-3.0": {"azure-acr-credential-provider", "containerd"},
+	}
+	// Every distro and arch has, for every cluster version its kubelet
+	// serves (latest and previous patch of each minor), kubelet, kubectl and
+	// each of its other tools.
+	for _, ds := range m.Distros() {
+		d, err := platform.ParseDistro(ds)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, a := range platform.Arches {
-			entries := m.Entries(platform.Distro{ID: strings.SplitN(d, "-", 2)[0], VersionID: strings.SplitN(d, "-", 2)[1]}, a)
-			tools := map[string]int{}
-			for _, e := range entries {
-				tools[e.Tool]++
+			entries := m.Entries(d, a)
+			want := append([]string{"kubelet", "kubectl"}, others[ds]...)
+			if got := manifest.Tools(entries); !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want))) {
+				t.Errorf("%s %s: tools %v, want %v", ds, a, got, want)
 			}
-			if tools["kubelet"] == 0 || tools["kubelet"] != tools["kubectl"] || tools["azure-acr-credential-provider"] == 0 {
-				t.Errorf("%s %s: %v", d, a, tools)
+			kubelets := manifest.Served(entries, "kubelet")
+			if len(kubelets) < 2 || len(kubelets)%2 != 0 {
+				t.Errorf("%s %s: kubelet serves %v: want the latest and the previous patch of each minor", ds, a, kubelets)
+			}
+			for _, v := range kubelets {
+				for _, tool := range want {
+					if _, ok := manifest.Resolve(entries, tool, semver.MustParse(v)); !ok {
+						t.Errorf("%s %s: boot for %s resolves no %s", ds, a, v, tool)
+					}
+				}
 			}
 		}
+	}
+	// The previous patch is served from the image too.
+	e, ok := manifest.Resolve(m.Entries(platform.Distro{ID: "ubuntu", VersionID: "24.04"}, platform.ARM64), "azure-acr-credential-provider", semver.MustParse("1.34.9"))
+	if !ok || e.Version.String() != "1.34.13-ubuntu24.04u1" {
+		t.Errorf("credential provider for 1.34.9: %v %v", e.Version, ok)
 	}
 }
 
@@ -135,7 +163,7 @@ func checkEntries(t *testing.T, m *manifest.Manifest) {
 				}
 				last = e.Index
 				c := m.Components[e.Index]
-				if e.Tool != c.Tool || e.Distro != d || e.Arch != a || e.Version.String() != strings.TrimPrefix(c.PackageVersion, "0:") {
+				if e.Tool != c.Tool || e.Distro != d || e.Arch != a || e.Version.String() != strings.TrimPrefix(cmp.Or(c.PackageVersion, c.Version), "0:") {
 					t.Errorf("%s does not match components[%d] %+v", e.ID(), e.Index, c)
 				}
 				if e.Package == "" || e.CacheDir == "" || len(e.BinaryPaths) == 0 || e.Target == "" || e.ExitCode == 0 || len(e.VersionArgs) == 0 {
@@ -497,8 +525,8 @@ func TestEntriesDefaults(t *testing.T) {
 	}
 	for _, arch := range platform.Arches {
 		entries := m.Entries(ubuntu, arch)
-		if len(entries) != 10 {
-			t.Errorf("%s: %d entries, want 10", arch, len(entries))
+		if len(entries) != 18 {
+			t.Errorf("%s: %d entries, want 18", arch, len(entries))
 		}
 		for _, tt := range tests {
 			i := slices.IndexFunc(entries, func(e manifest.Entry) bool {
@@ -685,6 +713,9 @@ func FuzzParse(f *testing.F) {
 					_ = e.ID()
 					if !manifest.NamePattern.MatchString(e.Tool) || !filepath.IsAbs(e.Target) || !filepath.IsAbs(e.CacheDir) {
 						t.Fatalf("accepted %+v", e)
+					}
+					if e.Source != manifest.FromPackage && (len(e.Digest) != len("sha256:")+64 || !strings.HasPrefix(e.Digest, "sha256:") || !filepath.IsLocal(e.Path)) {
+						t.Fatalf("accepted an unpinned or escaping artifact %+v", e)
 					}
 					for _, p := range e.BinaryPaths {
 						if !filepath.IsLocal(p) {
