@@ -48,12 +48,13 @@ const maxOutput = 8 << 10
 // execRunner runs real commands.
 type execRunner struct{}
 
-func (execRunner) Run(ctx context.Context, dir string, name string, args ...string) ([]byte, error) {
+func (execRunner) Run(ctx context.Context, c Command) ([]byte, error) {
+	name, args := c.Name, c.Args
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = dir
+	cmd.Dir = c.Dir
 	// The tools' messages are parsed (to tell "not offered" from a network
 	// failure), so they must not be translated.
-	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C", "LANGUAGE=")
+	cmd.Env = append(append(os.Environ(), "LC_ALL=C", "LANG=C", "LANGUAGE="), c.Env...)
 	// apt-get starts method processes (http, file) that inherit the pipes; a
 	// process group lets a cancelled ctx stop them all, and SIGTERM lets apt
 	// remove its partial files.
@@ -75,11 +76,30 @@ func (execRunner) Run(ctx context.Context, dir string, name string, args ...stri
 	return stdout.Bytes(), nil
 }
 
+// hostRoot reports whether the tool works on the node itself, with its own
+// configuration, rather than on a root directory such as a mounted image.
+func (c *commander) hostRoot() bool { return c.root == "/" }
+
+// withPrivateDir calls fn with a fresh directory only root can enter, for
+// the tools' configuration, removed afterwards.
+func (c *commander) withPrivateDir(fn func(dir string) error) error {
+	dir, err := os.MkdirTemp("", "reconcile-pm-")
+	if err != nil {
+		return fmt.Errorf("creating a private directory for the package manager: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	return fn(dir)
+}
+
 // commander runs one tool with the options' extra arguments, retries and
 // deadline; apt and dnf share it.
 type commander struct {
 	runner  Runner
 	extra   []string
+	root    string // absolute host path; "/" is the node itself
+	sources []string
+	testing []string
+	repos   []string
 	retries int
 	backoff time.Duration
 	limit   time.Duration
@@ -87,7 +107,12 @@ type commander struct {
 }
 
 func newCommander(o Options) *commander {
-	c := &commander{runner: o.Runner, extra: slices.Clone(o.ExtraArgs), retries: o.Retries, backoff: o.Backoff, limit: o.Deadline, log: o.Logger}
+	c := &commander{runner: o.Runner, extra: slices.Clone(o.ExtraArgs), root: o.Root,
+		sources: slices.Clone(o.Sources), testing: slices.Clone(o.TestingSources), repos: slices.Clone(o.Repos),
+		retries: o.Retries, backoff: o.Backoff, limit: o.Deadline, log: o.Logger}
+	if c.root == "" {
+		c.root = "/"
+	}
 	if c.runner == nil {
 		c.runner = execRunner{}
 	}
@@ -115,18 +140,19 @@ func (c *commander) withDeadline(ctx context.Context) (context.Context, context.
 	return context.WithTimeout(ctx, c.limit)
 }
 
-// run runs name with the extra arguments before args. A failure is retried
+// run runs name with the extra arguments before args in dir ("" for the
+// current directory) with env added to the environment. A failure is retried
 // with doubling backoff unless final says the tool's output is an answer
 // rather than an accident (a package or version that does not exist), or the
 // command cannot run at all, or ctx is done. Unknown failures are retried:
 // network, proxy, mirror and lock failures are reported in too many ways to
 // list, and a bounded retry of a deterministic failure costs only time.
-func (c *commander) run(ctx context.Context, dir string, final func(output string) bool, name string, args ...string) ([]byte, error) {
-	full := append(slices.Clone(c.extra), args...)
+func (c *commander) run(ctx context.Context, dir string, env []string, final func(output string) bool, name string, args ...string) ([]byte, error) {
+	cmd := Command{Dir: dir, Env: env, Name: name, Args: append(slices.Clone(c.extra), args...)}
 	wait := c.backoff
 	for attempt := 1; ; attempt++ {
-		c.log.DebugContext(ctx, "running package manager", "cmd", name, "args", full, "dir", dir, "attempt", attempt)
-		out, err := c.runner.Run(ctx, dir, name, full...)
+		c.log.DebugContext(ctx, "running package manager", "cmd", name, "args", cmd.Args, "env", env, "dir", dir, "attempt", attempt)
+		out, err := c.runner.Run(ctx, cmd)
 		if err == nil {
 			return out, nil
 		}
