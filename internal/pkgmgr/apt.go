@@ -111,7 +111,9 @@ func parseAptShow(data []byte, name string, arch platform.Arch) ([]record, []err
 // only microsoft-prod.list; the lists of the others stay (List-Cleanup off).
 func (a *apt) update(ctx context.Context, pre bool) error {
 	files := slices.Clone(a.c.sources)
-	if pre {
+	if pre && len(files) > 0 {
+		// With no sources configured every list is refreshed, the
+		// testing one among them.
 		files = append(files, a.c.testing...)
 	}
 	err := a.withConfig(func(conf string) error {
@@ -167,9 +169,11 @@ func (a *apt) run(ctx context.Context, dir string, opts []string, final func(str
 // The file is given as APT_CONFIG, which apt reads before anything else, so
 // that setting the configuration parts to /dev/null keeps apt from reading
 // any apt.conf.d: "-o" options come too late for that. Dir points every
-// relative path (sources, lists, cache, dpkg status, logs) into the root;
-// the binary caches are not written; both architectures reconcile knows are
-// listed, since a root need not be of the host's.
+// relative path (sources, lists, cache, logs) into the root; the binary
+// caches are not written; dpkg's status is not read (a download resolves
+// nothing against what is installed, and the root's file could be a FIFO
+// that blocks apt); both architectures reconcile knows are listed, since a
+// root need not be of the host's.
 func (a *apt) withConfig(fn func(conf string) error) error {
 	if a.c.hostRoot() {
 		return fn("")
@@ -184,7 +188,7 @@ func (a *apt) writeConfig(dir string, fn func(conf string) error) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Dir %s;\n", aptQuote(strings.TrimSuffix(a.c.root, "/")+"/"))
 	b.WriteString("Dir::Etc::Parts \"/dev/null\";\nDir::Etc::Main \"/dev/null\";\n")
-	b.WriteString("Dir::Cache::pkgcache \"\";\nDir::Cache::srcpkgcache \"\";\n")
+	b.WriteString("Dir::Cache::pkgcache \"\";\nDir::Cache::srcpkgcache \"\";\nDir::State::status \"/dev/null\";\n")
 	b.WriteString("APT::Architectures { \"amd64\"; \"arm64\"; };\n")
 	if err := os.WriteFile(conf, []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("writing apt's private configuration: %w", err)

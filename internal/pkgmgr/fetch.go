@@ -24,10 +24,8 @@ import (
 //
 // The package manager never gets a path inside the root: a user who can
 // write there could swap the cache directory for a symlink, and the tool,
-// running as root, would write wherever it leads. The private directory is a
-// fresh os.MkdirTemp under the host's temp directory: mode 0700, a random
-// name created exclusively, so in a sticky /tmp no other user can enter,
-// pre-create or replace it. It is removed whatever happens.
+// running as root, would write wherever it leads. It downloads into a
+// private directory (see privateDir), removed whatever happens.
 //
 // A version not offered gives an error wrapping ErrVersionNotOffered (a
 // *NotOfferedError). A file that is not the package asked for — another
@@ -48,9 +46,9 @@ func Fetch(ctx context.Context, m Manager, name string, want pkgversion.Version,
 	if err != nil {
 		return "", err
 	}
-	private, err := os.MkdirTemp("", "reconcile-fetch-")
+	private, err := privateDir("reconcile-fetch-")
 	if err != nil {
-		return "", fmt.Errorf("creating a private download directory: %w", err)
+		return "", err
 	}
 	defer os.RemoveAll(private)
 	file, err := m.Download(ctx, name, got, arch, private)

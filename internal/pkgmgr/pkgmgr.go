@@ -1,8 +1,11 @@
-// Package pkgmgr lists and downloads packages with the node's own package
-// manager (apt-get for deb, dnf for rpm), so that boot can fetch the exact
-// package a manifest names when neither the extracted binary nor a cached
-// package is on disk. It only ever downloads: nothing is installed, no
-// package database is changed and no maintainer script runs.
+// Package pkgmgr lists and downloads packages with the distro's package
+// manager (apt-get for deb; dnf, else tdnf, for rpm) and the repositories of
+// the root it works on, so that bake can fill a cache and boot can fetch a
+// version neither the extracted binaries nor the cache hold. It only ever
+// downloads: nothing is installed, no package database is changed and no
+// maintainer script runs. Downloads land in a private directory and reach
+// the root only through an os.Root, after the package's own metadata says
+// it is the one asked for.
 //
 // Versions are picked by comparing them as package versions
 // (pkgversion.Equal), never by matching strings, so 1.34.1 never selects

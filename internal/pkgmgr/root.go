@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/nodeimage/reconcile/internal/platform"
 	"github.com/nodeimage/reconcile/internal/rootfs"
@@ -93,4 +94,41 @@ func releaseVer(root string) string {
 		}
 	}
 	return ""
+}
+
+// privateDir makes a fresh directory only this user can enter, for the
+// tools' configuration and downloads: os.MkdirTemp in the host's temp
+// directory (TMPDIR, else /tmp) creates it exclusively under a random name,
+// mode 0700. That keeps other users out of it but not from renaming it, or
+// swapping it for a symbolic link, in a parent they can write: so the parent
+// must belong to root or to this user and be writable by no one else, or be
+// sticky (/tmp), where only the owner of an entry may rename it.
+func privateDir(prefix string) (string, error) {
+	parent := os.TempDir()
+	if err := checkPrivateParent(parent); err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp(parent, prefix)
+	if err != nil {
+		return "", fmt.Errorf("creating a private directory for the package manager: %w", err)
+	}
+	return dir, nil
+}
+
+func checkPrivateParent(parent string) error {
+	fi, err := os.Stat(parent)
+	if err != nil {
+		return fmt.Errorf("temp directory for the package manager: %w", err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || !fi.IsDir() {
+		return fmt.Errorf("temp directory %s for the package manager is not a directory", parent)
+	}
+	owner := int(st.Uid) == 0 || int(st.Uid) == os.Geteuid()
+	shared := fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0
+	if !owner || shared {
+		return fmt.Errorf("temp directory %s (TMPDIR) for the package manager is %s, owned by uid %d: other users could replace what is downloaded there; use a directory of root's, or a sticky one like /tmp",
+			parent, fi.Mode(), st.Uid)
+	}
+	return nil
 }

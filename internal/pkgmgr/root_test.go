@@ -444,3 +444,55 @@ func FuzzParseToolOutput(f *testing.F) {
 		}
 	})
 }
+
+// A TMPDIR other users can write (without the sticky bit) would let them
+// swap the private directory for a link: Fetch refuses it before any
+// command runs; a sticky one is fine.
+func TestPrivateDirParent(t *testing.T) {
+	for _, tt := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{
+		{0o777, false},
+		{0o770, false},
+		{0o755, true},
+		{0o777 | os.ModeSticky, true},
+	} {
+		dir := filepath.Join(t.TempDir(), "tmp")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("TMPDIR", dir)
+		f := aptFake(aptVersions)
+		m := newManager(t, platform.Deb, f, Options{})
+		_, err := Fetch(t.Context(), m, "kubelet", pkgversion.MustParse(platform.Deb, "1.34.1-1.1"), platform.AMD64, testRoot(t), cacheDir)
+		if !tt.ok {
+			if err == nil || !strings.Contains(err.Error(), "other users could replace what is downloaded there") {
+				t.Errorf("TMPDIR mode %s: err = %v", tt.mode, err)
+			}
+			if n := len(f.of("download")); n != 0 {
+				t.Errorf("TMPDIR mode %s: %d downloads", tt.mode, n)
+			}
+			continue
+		}
+		if err != nil && !strings.Contains(err.Error(), "dpkg-deb") {
+			t.Errorf("TMPDIR mode %s: err = %v", tt.mode, err)
+		}
+	}
+}
+
+// Without configured sources a refresh is not restricted, also for a
+// pre-release: the testing list is among all the lists.
+func TestAptUpdateUnrestricted(t *testing.T) {
+	f := aptFake(aptVersions)
+	m := newManager(t, platform.Deb, f, Options{TestingSources: []string{"/etc/apt/sources.list.d/testing.list"}})
+	if err := m.(Updater).Update(t.Context(), pkgversion.MustParse(platform.Deb, "1.35.0~rc.1-1")); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.of("update")[0].args; !slices.Equal(got, []string{"-q", "update"}) {
+		t.Errorf("update args = %v", got)
+	}
+}

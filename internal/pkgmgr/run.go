@@ -83,9 +83,9 @@ func (c *commander) hostRoot() bool { return c.root == "/" }
 // withPrivateDir calls fn with a fresh directory only root can enter, for
 // the tools' configuration, removed afterwards.
 func (c *commander) withPrivateDir(fn func(dir string) error) error {
-	dir, err := os.MkdirTemp("", "reconcile-pm-")
+	dir, err := privateDir("reconcile-pm-")
 	if err != nil {
-		return fmt.Errorf("creating a private directory for the package manager: %w", err)
+		return err
 	}
 	defer os.RemoveAll(dir)
 	return fn(dir)
