@@ -51,8 +51,10 @@ func aptHostPaths() []string {
 }
 
 // dnfHostPaths are what dnf and rpm write with the default configuration
-// (Debian's rpm keeps its database in ~/.rpmdb). /var/tmp is not among them
-// although rpmbuild uses it by default: other processes write there too.
+// (Debian's rpm keeps its database in ~/.rpmdb: its sqlite file, not the
+// -shm and -wal files any reader's open touches, rpmbuild's among them).
+// /var/tmp is not among them although rpmbuild uses it by default: other
+// processes write there too.
 func dnfHostPaths() []string {
 	paths := []string{
 		"/etc/dnf", "/etc/yum.repos.d", "/var/cache/dnf", "/var/cache/libdnf5",
@@ -60,7 +62,7 @@ func dnfHostPaths() []string {
 		"/var/log/dnf.rpm.log", "/var/log/hawkey.log",
 	}
 	if home, err := os.UserHomeDir(); err == nil {
-		paths = append(paths, filepath.Join(home, ".rpmdb"))
+		paths = append(paths, filepath.Join(home, ".rpmdb", "rpmdb.sqlite"))
 	}
 	return paths
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -76,23 +77,8 @@ func (execRunner) Run(ctx context.Context, c Command) ([]byte, error) {
 	return stdout.Bytes(), nil
 }
 
-// hostRoot reports whether the tool works on the node itself, with its own
-// configuration, rather than on a root directory such as a mounted image.
-func (c *commander) hostRoot() bool { return c.root == "/" }
-
-// withPrivateDir calls fn with a fresh directory only root can enter, for
-// the tools' configuration, removed afterwards.
-func (c *commander) withPrivateDir(fn func(dir string) error) error {
-	dir, err := privateDir("reconcile-pm-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	return fn(dir)
-}
-
 // commander runs one tool with the options' extra arguments, retries and
-// deadline; apt and dnf share it.
+// deadline; apt, dnf and tdnf share it.
 type commander struct {
 	runner  Runner
 	extra   []string
@@ -110,9 +96,7 @@ func newCommander(o Options) *commander {
 	c := &commander{runner: o.Runner, extra: slices.Clone(o.ExtraArgs), root: o.Root,
 		sources: slices.Clone(o.Sources), testing: slices.Clone(o.TestingSources), repos: slices.Clone(o.Repos),
 		retries: o.Retries, backoff: o.Backoff, limit: o.Deadline, log: o.Logger}
-	if c.root == "" {
-		c.root = "/"
-	}
+	c.root = filepath.Clean("/" + c.root) // New has refused a relative root
 	if c.runner == nil {
 		c.runner = execRunner{}
 	}
@@ -132,6 +116,21 @@ func newCommander(o Options) *commander {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	return c
+}
+
+// hostRoot reports whether the tool works on the node itself, with its own
+// configuration, rather than on a root directory such as a mounted image.
+func (c *commander) hostRoot() bool { return c.root == "/" }
+
+// withPrivateDir calls fn with a fresh directory only root can enter, for
+// the tools' configuration, removed afterwards.
+func (c *commander) withPrivateDir(fn func(dir string) error) error {
+	dir, err := privateDir("reconcile-pm-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	return fn(dir)
 }
 
 // withDeadline bounds one Manager call; inside Fetch the outer, equal
