@@ -3,6 +3,8 @@ package pkgmgr
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -34,7 +36,7 @@ func (d *dnf) records(ctx context.Context, name string, arch platform.Arch) ([]r
 	// --available: a package installed on the node but gone from the
 	// repositories cannot be downloaded. --arch narrows the output; the
 	// parser checks the architecture again all the same.
-	out, err := d.c.run(ctx, "", dnfNotFound, "dnf", "-q", "repoquery", "--available", "--showduplicates",
+	out, err := d.run(ctx, dnfNotFound, "-q", "repoquery", "--available", "--showduplicates",
 		"--arch="+arch.In(platform.RPM), "--queryformat="+dnfQueryFormat, "--", name)
 	if err != nil {
 		return nil, err
@@ -79,7 +81,6 @@ func parseRepoquery(data []byte, name string, arch platform.Arch) ([]record, []e
 			// The full NEVRA with the epoch leaves dnf nothing to guess: no
 			// other version, no other architecture.
 			spec: fmt.Sprintf("%s-%s:%s-%s.%s", name, epoch, f[2], f[3], f[4]),
-			file: f[5],
 			size: size,
 		})
 	}
@@ -88,8 +89,8 @@ func parseRepoquery(data []byte, name string, arch platform.Arch) ([]record, []e
 
 // update expires and reloads the repository metadata. dnf refreshes expired
 // metadata by itself; this catches a version published since the last load.
-func (d *dnf) update(ctx context.Context) error {
-	if _, err := d.c.run(ctx, "", nil, "dnf", "-q", "--refresh", "makecache"); err != nil {
+func (d *dnf) update(ctx context.Context, _ bool) error {
+	if _, err := d.run(ctx, nil, "-q", "--refresh", "makecache"); err != nil {
 		return fmt.Errorf("refreshing the dnf metadata: %w", err)
 	}
 	return nil
@@ -98,7 +99,48 @@ func (d *dnf) update(ctx context.Context) error {
 // download runs "dnf download", which writes into --destdir under the base
 // name of the package's location in the repository.
 func (d *dnf) download(ctx context.Context, rec record, arch platform.Arch, dir string) error {
-	_, err := d.c.run(ctx, "", dnfNotFound, "dnf", "-q", "download", "--destdir="+dir,
-		"--arch="+arch.In(platform.RPM), "--", rec.spec)
+	_, err := d.run(ctx, dnfNotFound, "-q", "download", "--destdir="+dir, "--arch="+arch.In(platform.RPM), "--", rec.spec)
 	return err
+}
+
+func (d *dnf) run(ctx context.Context, final func(string) bool, args ...string) ([]byte, error) {
+	var out []byte
+	err := d.c.withPrivateDir(func(dir string) error {
+		opts, err := rpmRootArgs(d.c, dir)
+		if err != nil {
+			return err
+		}
+		if !d.c.hostRoot() {
+			// This plugin writes the host's /var/cache/dnf/packages.db
+			// whatever the root.
+			opts = append(opts, "--disableplugin=generate_completion_cache")
+		}
+		out, err = d.c.run(ctx, "", nil, final, "dnf", append(opts, args...)...)
+		return err
+	})
+	return out, err
+}
+
+// rpmRootArgs are the options dnf and tdnf share: the repositories a fetch
+// uses, and for a root other than the node its installroot, repository files,
+// release version and an empty configuration file in dir (dnf falls back to
+// the host's dnf.conf without one; the root's could load plugins from the
+// image into the host's dnf).
+func rpmRootArgs(c *commander, dir string) ([]string, error) {
+	var opts []string
+	if !c.hostRoot() {
+		conf := filepath.Join(dir, "dnf.conf")
+		if err := os.WriteFile(conf, []byte("[main]\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("writing dnf's private configuration: %w", err)
+		}
+		opts = append(opts, "--installroot="+c.root, "--config="+conf,
+			"--setopt=reposdir="+filepath.Join(c.root, "etc", "yum.repos.d"))
+		if v := releaseVer(c.root); v != "" {
+			opts = append(opts, "--releasever="+v)
+		}
+	}
+	for _, id := range c.repos {
+		opts = append(opts, "--repo="+id)
+	}
+	return opts, nil
 }

@@ -1,8 +1,11 @@
-// Package pkgmgr lists and downloads packages with the node's own package
-// manager (apt-get for deb, dnf for rpm), so that boot can fetch the exact
-// package a manifest names when neither the extracted binary nor a cached
-// package is on disk. It only ever downloads: nothing is installed, no
-// package database is changed and no maintainer script runs.
+// Package pkgmgr lists and downloads packages with the distro's package
+// manager (apt-get for deb; dnf, else tdnf, for rpm) and the repositories of
+// the root it works on, so that bake can fill a cache and boot can fetch a
+// version neither the extracted binaries nor the cache hold. It only ever
+// downloads: nothing is installed, no package database is changed and no
+// maintainer script runs. Downloads land in a private directory and reach
+// the root only through an os.Root, after the package's own metadata says
+// it is the one asked for.
 //
 // Versions are picked by comparing them as package versions
 // (pkgversion.Equal), never by matching strings, so 1.34.1 never selects
@@ -13,10 +16,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
-	"path"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -26,52 +28,76 @@ import (
 	"github.com/nodeimage/reconcile/internal/platform"
 )
 
-// Manager lists and downloads packages with the node's own package manager
-// and repository configuration. The managers New returns are safe for
-// concurrent use (the tools' own locks permitting).
+// Manager lists and downloads packages with a package manager and the
+// repository configuration of the root it works on. The managers New returns
+// are safe for concurrent use (the tools' own locks permitting).
 type Manager interface {
-	// Name is the command, "apt-get" or "dnf", for plan text.
+	// Name is the command, "apt-get", "dnf" or "tdnf", for plan text.
 	Name() string
 	// Versions lists what the repositories offer for name and arch, sorted
 	// oldest first, without duplicates.
 	Versions(ctx context.Context, name string, arch platform.Arch) ([]pkgversion.Version, error)
-	// Download fetches exactly name=version for arch into dir (an absolute
-	// host path, created if missing) and returns the file's path. No install,
+	// Download fetches exactly name=version for arch into dir, an empty
+	// directory that only the caller can write (Fetch makes one), and returns
+	// the file's path: the one regular file the tool left there. No install,
 	// no dpkg/rpm database change, no scripts.
 	Download(ctx context.Context, name string, version pkgversion.Version, arch platform.Arch, dir string) (string, error)
 }
 
 // Updater is implemented by managers whose repository metadata can be stale
 // (apt's lists are only refreshed by "apt-get update"; images often ship
-// without them). Fetch calls Update once, and only when the wanted version is
-// not in the metadata, so a node whose metadata is current makes no extra
-// network round trip.
+// without them). Fetch and Newest call Update once, and only when the wanted
+// version is not in the metadata, so a node whose metadata is current makes
+// no extra network round trip.
 type Updater interface {
-	Update(ctx context.Context) error
+	// Update refreshes the metadata of the configured sources (Options.Sources
+	// or Options.Repos, else all), adding Options.TestingSources when want
+	// is a pre-release (its upstream version has a '~').
+	Update(ctx context.Context, want pkgversion.Version) error
 }
 
-// Runner runs a command in dir ("" for the current directory) and returns
-// its standard output. A failure should be a *CommandError.
+// Command is one run of a package manager.
+type Command struct {
+	Dir  string   // working directory; "" for the current one
+	Env  []string // KEY=value added to reconcile's environment
+	Name string
+	Args []string
+}
+
+// Runner runs a command and returns its standard output. A failure should
+// be a *CommandError.
 type Runner interface {
-	Run(ctx context.Context, dir string, name string, args ...string) (stdout []byte, err error)
+	Run(ctx context.Context, c Command) (stdout []byte, err error)
 }
 
-// RunnerFunc adapts a function to Runner, for fakes in tests.
-type RunnerFunc func(ctx context.Context, dir string, name string, args ...string) ([]byte, error)
-
-// Run calls f.
-func (f RunnerFunc) Run(ctx context.Context, dir string, name string, args ...string) ([]byte, error) {
-	return f(ctx, dir, name, args...)
-}
-
-// Options configure a Manager. The zero value is what production uses.
+// Options configure a Manager. The zero value is what production uses on
+// the node itself.
 type Options struct {
 	// Runner runs the package manager; nil runs real commands.
 	Runner Runner
+	// Root is the host path of --root, absolute; "" means "/". With "/"
+	// the tools run as an administrator would run them, with the node's own
+	// configuration, proxies and credentials. With any other root they use
+	// the root's sources, lists, caches and package database and nothing of
+	// the host's: apt runs with Dir set to the root and reads no apt.conf at
+	// all (neither the host's, whose hooks write the host's state, nor the
+	// root's, whose hooks would run the image's commands on the host); dnf and
+	// tdnf run with --installroot, the root's repository files, an empty
+	// dnf.conf and the release version from the root's os-release.
+	Root string
+	// Sources are the apt source list files (paths under Root, such as
+	// /etc/apt/sources.list.d/microsoft-prod.list) that Update refreshes;
+	// empty refreshes every source of the root. The lists of other sources
+	// are kept, not cleaned up.
+	Sources []string
+	// TestingSources are refreshed too when the wanted version is a
+	// pre-release (1.35.0~rc.1), as the seed adds its testing list.
+	TestingSources []string
+	// Repos are the dnf/tdnf repository ids every command uses (--repo);
+	// empty uses every enabled repository.
+	Repos []string
 	// ExtraArgs go right after the command name, before the subcommand
-	// (apt "-o Key=Value", dnf "--setopt=..."). Production passes none so the
-	// node's own configuration, proxies and credentials are used; tests point
-	// the tools at a temporary repository with them.
+	// (apt "-o Key=Value", dnf "--setopt=...").
 	ExtraArgs []string
 	// Retries is how many times a failed command is retried: 0 means 3,
 	// negative means never. A version that is not offered is never retried.
@@ -94,20 +120,46 @@ const (
 	defaultDeadline = 5 * time.Minute
 )
 
-// New returns the manager for a package format: apt-get for deb, dnf for rpm.
+// ErrNoPackageManager is wrapped by New's error when the host has none of
+// the tools for a format.
+var ErrNoPackageManager = errors.New("no package manager")
+
+// New returns the manager for a package format: apt-get for deb; for rpm,
+// dnf where it is installed, else tdnf (Azure Linux OS Guard images carry
+// only tdnf). The tools are looked for in the host's PATH, also for a root
+// other than "/": they run on the host and work on the root.
 func New(format platform.Format, opts Options) (Manager, error) {
+	if opts.Root != "" && !filepath.IsAbs(opts.Root) {
+		return nil, fmt.Errorf("package manager root %q is not an absolute path", opts.Root)
+	}
+	if strings.ContainsAny(opts.Root, "\"\n;") {
+		// apt.conf cannot quote these.
+		return nil, fmt.Errorf("package manager root %q holds a quote, a semicolon or a line break", opts.Root)
+	}
 	c := newCommander(opts)
 	switch format {
 	case platform.Deb:
+		if len(c.repos) > 0 {
+			return nil, fmt.Errorf("repository ids %q are for dnf; apt takes source list files", c.repos)
+		}
 		return &manager{c: c, tool: &apt{c: c}}, nil
 	case platform.RPM:
-		return &manager{c: c, tool: &dnf{c: c}}, nil
+		if len(c.sources)+len(c.testing) > 0 {
+			return nil, fmt.Errorf("source list files %q are for apt; dnf takes repository ids", append(slices.Clone(c.sources), c.testing...))
+		}
+		if _, err := exec.LookPath("dnf"); err == nil {
+			return &manager{c: c, tool: &dnf{c: c}}, nil
+		}
+		if _, err := exec.LookPath("tdnf"); err == nil {
+			return &manager{c: c, tool: &tdnf{c: c}}, nil
+		}
+		return nil, fmt.Errorf("%w for rpm packages: neither dnf nor tdnf is in PATH (%s)", ErrNoPackageManager, os.Getenv("PATH"))
 	}
-	return nil, fmt.Errorf("no package manager for package format %q (want %q or %q)", format, platform.Deb, platform.RPM)
+	return nil, fmt.Errorf("%w for package format %q (want %q or %q)", ErrNoPackageManager, format, platform.Deb, platform.RPM)
 }
 
-// tool is what differs between apt-get and dnf: how each lists, downloads
-// and refreshes. manager does the rest the same way for both.
+// tool is what differs between apt-get, dnf and tdnf: how each lists,
+// downloads and refreshes. manager does the rest the same way for all.
 type tool interface {
 	// command is the tool's name, for Manager.Name.
 	command() string
@@ -116,10 +168,11 @@ type tool interface {
 	// by checkName) for arch.
 	records(ctx context.Context, name string, arch platform.Arch) ([]record, error)
 	// download runs the tool's download of rec for arch into dir, which
-	// exists; downloadInto checks the result.
+	// exists and is empty; downloadInto checks the result.
 	download(ctx context.Context, rec record, arch platform.Arch, dir string) error
-	// update refreshes the repository metadata.
-	update(ctx context.Context) error
+	// update refreshes the repository metadata, with the testing sources
+	// when pre is set.
+	update(ctx context.Context, pre bool) error
 }
 
 // manager is the Manager and Updater New returns: it bounds each call by
@@ -151,10 +204,10 @@ func (m *manager) Versions(ctx context.Context, name string, arch platform.Arch)
 	return versionsOf(recs), nil
 }
 
-func (m *manager) Update(ctx context.Context) error {
+func (m *manager) Update(ctx context.Context, want pkgversion.Version) error {
 	ctx, cancel := m.c.withDeadline(ctx)
 	defer cancel()
-	return m.tool.update(ctx)
+	return m.tool.update(ctx, strings.Contains(want.Upstream, "~"))
 }
 
 func (m *manager) Download(ctx context.Context, name string, version pkgversion.Version, arch platform.Arch, dir string) (string, error) {
@@ -228,53 +281,6 @@ func notOffered(m Manager, format platform.Format, name string, want pkgversion.
 	return e
 }
 
-// Fetch is what boot calls: it finds want among the versions the
-// repositories offer for arch, refreshing the metadata once if the manager is
-// an Updater and want is missing, and downloads it into dir. The path of the
-// downloaded file is returned. A version not offered gives an error wrapping
-// ErrVersionNotOffered (a *NotOfferedError).
-func Fetch(ctx context.Context, m Manager, name string, want pkgversion.Version, arch platform.Arch, dir string) (path string, err error) {
-	if own, ok := m.(managerOptions); ok {
-		if own.format() != want.Format {
-			return "", fmt.Errorf("%s=%s is a %s version; %s handles %s packages", name, want, want.Format, m.Name(), own.format())
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, own.deadline())
-		defer cancel()
-	}
-	offered, err := m.Versions(ctx, name, arch)
-	if err != nil {
-		return "", fmt.Errorf("listing the versions of %s with %s: %w", name, m.Name(), err)
-	}
-	got, ok := pick(offered, want)
-	if !ok {
-		if u, isUpdater := m.(Updater); isUpdater {
-			if err := u.Update(ctx); err != nil {
-				return "", fmt.Errorf("%s=%s is not in the %s metadata, and refreshing it failed: %w", name, want, m.Name(), err)
-			}
-			if offered, err = m.Versions(ctx, name, arch); err != nil {
-				return "", fmt.Errorf("listing the versions of %s with %s: %w", name, m.Name(), err)
-			}
-			got, ok = pick(offered, want)
-		}
-	}
-	if !ok {
-		return "", notOffered(m, want.Format, name, want, arch, offered)
-	}
-	p, err := m.Download(ctx, name, got, arch, dir)
-	if err != nil {
-		return "", fmt.Errorf("downloading %s=%s (%s) with %s: %w", name, got, arch, m.Name(), err)
-	}
-	return p, nil
-}
-
-// managerOptions is what Fetch learns from the managers New returns (other
-// implementations, such as fakes, do without).
-type managerOptions interface {
-	deadline() time.Duration
-	format() platform.Format
-}
-
 // pick returns the offered version equal to want, preferring the one spelled
 // the same (a repository could hold both 1.0-1 and 1.00-1, which dpkg calls
 // equal).
@@ -298,7 +304,6 @@ func pick(offered []pkgversion.Version, want pkgversion.Version) (pkgversion.Ver
 type record struct {
 	version pkgversion.Version
 	spec    string // what the tool's download takes: kubelet:arm64=1.34.1-1.1, kubelet-0:1.34.1-1.azl3.aarch64
-	file    string // where the repository keeps it (apt Filename, dnf location); the base name is the downloaded file's
 	size    int64  // 0: unknown
 }
 
@@ -363,52 +368,40 @@ func checkDir(dir string) error {
 	return nil
 }
 
-// downloadInto runs a tool's download of rec into dir and checks that the
-// file is there. The tools name the file after the base name of the
-// repository's location for it; that name is untrusted, so it must not lead
-// out of dir. A file that a failed download left behind is removed, so that
-// it cannot pass for a cached package later; one that was there before is
-// left alone. dir is created when missing.
+// downloadInto runs a tool's download of rec into dir, which must be empty,
+// and checks that the tool left exactly one regular file there, of the size
+// the repository announced (0: unknown). The name the tool chose is not
+// trusted: Fetch checks the package by its own metadata.
 func downloadInto(dir string, rec record, download func() error) (string, error) {
-	// apt-get download fails obscurely when its working directory is missing.
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("creating download directory: %w", err)
+	if entries, err := os.ReadDir(dir); err != nil {
+		return "", fmt.Errorf("reading the download directory: %w", err)
+	} else if len(entries) != 0 {
+		return "", fmt.Errorf("download directory %s is not empty", dir)
 	}
-	base := path.Base(rec.file)
-	if rec.file == "" || !filepath.IsLocal(base) || base != filepath.Base(base) {
-		return "", fmt.Errorf("repository file name %q is not a plain file name", rec.file)
-	}
-	p := filepath.Join(dir, base)
-	_, statErr := os.Lstat(p)
-	pre := statErr == nil
-	err := download()
-	if err == nil {
-		err = verifyDownload(p, rec.size)
-	}
-	if err != nil {
-		if !pre {
-			os.Remove(p)
-		}
+	if err := download(); err != nil {
 		return "", err
 	}
-	return p, nil
-}
-
-// verifyDownload checks that the tool left a regular file of the size the
-// repository metadata announced (size 0: unknown).
-func verifyDownload(p string, size int64) error {
-	fi, err := os.Lstat(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("the command succeeded but %s is not there", p)
-	}
+	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("checking the downloaded file: %w", err)
+		return "", fmt.Errorf("reading the download directory: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if len(entries) != 1 {
+		return "", fmt.Errorf("the download of %s left %d files, want one: %q", rec.spec, len(entries), names)
+	}
+	p := filepath.Join(dir, names[0])
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return "", fmt.Errorf("checking the downloaded file: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("downloaded %s is not a regular file (%s)", p, fi.Mode().Type())
+		return "", fmt.Errorf("downloaded %s is not a regular file (%s)", p, fi.Mode().Type())
 	}
-	if size > 0 && fi.Size() != size {
-		return fmt.Errorf("downloaded %s has %d bytes, the repository says %d", p, fi.Size(), size)
+	if rec.size > 0 && fi.Size() != rec.size {
+		return "", fmt.Errorf("downloaded %s has %d bytes, the repository says %d", p, fi.Size(), rec.size)
 	}
-	return nil
+	return p, nil
 }

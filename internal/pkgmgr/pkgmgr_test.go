@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nodeimage/reconcile/internal/pkgbuild"
 	"github.com/nodeimage/reconcile/internal/pkgversion"
 	"github.com/nodeimage/reconcile/internal/platform"
 )
@@ -20,6 +21,7 @@ import (
 // call is one command a fake runner saw.
 type call struct {
 	dir, name string
+	env       []string
 	args      []string
 }
 
@@ -48,8 +50,8 @@ type fake struct {
 	fn    func(ctx context.Context, c call, n int) ([]byte, error) // n: calls of this subcommand so far, from 1
 }
 
-func (f *fake) Run(ctx context.Context, dir, name string, args ...string) ([]byte, error) {
-	c := call{dir: dir, name: name, args: args}
+func (f *fake) Run(ctx context.Context, cmd Command) ([]byte, error) {
+	c := call{dir: cmd.Dir, name: cmd.Name, env: cmd.Env, args: cmd.Args}
 	f.mu.Lock()
 	f.calls = append(f.calls, c)
 	n := len(f.of(c.sub()))
@@ -84,7 +86,7 @@ func aptStanza(version, arch string, size int) string {
 func aptRepo(arch string, versions ...string) []byte {
 	var b strings.Builder
 	for _, v := range versions {
-		b.WriteString(aptStanza(v, arch, 4))
+		b.WriteString(aptStanza(v, arch, 0)) // size unknown: the fakes build real packages
 	}
 	return []byte(b.String())
 }
@@ -103,7 +105,7 @@ func aptFake(versions []string) *fake {
 			spec := c.last()
 			nameArch, ver, _ := strings.Cut(spec, "=")
 			_, arch, _ := strings.Cut(nameArch, ":")
-			return nil, os.WriteFile(filepath.Join(c.dir, "kubelet_"+ver+"_"+arch+".deb"), []byte("deb!"), 0o644)
+			return nil, buildInto(platform.Deb, c.dir, ver, arch)
 		case "update":
 			return nil, nil
 		}
@@ -119,7 +121,7 @@ func repoqueryLines(arch string, evrs ...string) []byte {
 			epoch, vr = "0", evr
 		}
 		v, r, _ := strings.Cut(vr, "-")
-		fmt.Fprintf(&b, "kubelet\t%s\t%s\t%s\t%s\tPackages/k/kubelet-%s-%s.%s.rpm\t4\n", epoch, v, r, arch, v, r, arch)
+		fmt.Fprintf(&b, "kubelet\t%s\t%s\t%s\t%s\tPackages/k/kubelet-%s-%s.%s.rpm\t0\n", epoch, v, r, arch, v, r, arch)
 	}
 	return []byte(b.String())
 }
@@ -144,15 +146,45 @@ func dnfFake(versions []string) *fake {
 					dest = v
 				}
 			}
-			// kubelet-0:1.34.1-1.azl3.x86_64 → kubelet-1.34.1-1.azl3.x86_64.rpm
-			_, evra, _ := strings.Cut(c.last(), ":")
-			return nil, os.WriteFile(filepath.Join(dest, "kubelet-"+evra+".rpm"), []byte("rpm!"), 0o644)
+			// kubelet-0:1.34.1-1.azl3.x86_64
+			epoch, vra, _ := strings.Cut(strings.TrimPrefix(c.last(), "kubelet-"), ":")
+			dot := strings.LastIndexByte(vra, '.')
+			evr := vra[:dot]
+			if epoch != "0" {
+				evr = epoch + ":" + evr
+			}
+			return nil, buildInto(platform.RPM, dest, evr, vra[dot+1:])
 		case "makecache":
 			return nil, nil
 		}
 		return nil, fmt.Errorf("unexpected command %v", c)
 	}}
 }
+
+// buildInto builds a real kubelet package into dir, as a package manager's
+// download would leave it.
+func buildInto(format platform.Format, dir, version, arch string) error {
+	a, err := platform.ParseArch(arch)
+	if err != nil {
+		return err
+	}
+	_, err = pkgbuild.Build(format, dir, pkgbuild.Spec{Name: "kubelet", Version: version, Arch: a,
+		Files: map[string][]byte{"usr/bin/kubelet": []byte("kubelet " + version + "\n")}})
+	return err
+}
+
+// testRoot is a temporary --root.
+func testRoot(t *testing.T) *os.Root {
+	t.Helper()
+	r, err := os.OpenRoot(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+const cacheDir = "/opt/kubelet/downloads"
 
 func newManager(t *testing.T, format platform.Format, r Runner, opts Options) Manager {
 	t.Helper()
@@ -191,24 +223,39 @@ func TestFetchPicksTheExactVersionAndArch(t *testing.T) {
 			if tt.format == platform.RPM {
 				f = dnfFake(rpmVersions)
 			}
+			pkgbuild.Require(t, pkgbuild.Tools(tt.format)...)
 			m := newManager(t, tt.format, f, Options{})
-			dir := t.TempDir()
-			got, err := Fetch(t.Context(), m, "kubelet", pkgversion.MustParse(tt.format, tt.want), tt.arch, dir)
+			root := testRoot(t)
+			got, err := Fetch(t.Context(), m, "kubelet", pkgversion.MustParse(tt.format, tt.want), tt.arch, root, cacheDir)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := filepath.Join(dir, tt.wantFile); got != want {
+			if want := "opt/kubelet/downloads/" + tt.wantFile; got != want {
 				t.Errorf("path = %s, want %s", got, want)
+			}
+			if fi, err := root.Lstat(got); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o644 {
+				t.Errorf("cached package: %v, %v", fi, err)
 			}
 			dl := f.of("download")
 			if len(dl) != 1 || dl[0].last() != tt.spec {
 				t.Fatalf("download calls = %v, want one for %s", dl, tt.spec)
 			}
-			if tt.format == platform.Deb && dl[0].dir != dir {
-				t.Errorf("apt-get download ran in %q, want %q (it writes into its working directory)", dl[0].dir, dir)
+			// The tool downloads into a private directory outside the root
+			// (apt-get into its working directory, dnf into --destdir),
+			// removed afterwards.
+			into := dl[0].dir
+			if tt.format == platform.RPM {
+				for _, a := range dl[0].args {
+					if v, ok := strings.CutPrefix(a, "--destdir="); ok {
+						into = v
+					}
+				}
 			}
-			if tt.format == platform.RPM && !slices.Contains(dl[0].args, "--destdir="+dir) {
-				t.Errorf("dnf download args %v lack --destdir=%s", dl[0].args, dir)
+			if into == "" || strings.HasPrefix(into, root.Name()) {
+				t.Errorf("the tool downloaded into %q, want a private directory outside the root %s", into, root.Name())
+			}
+			if _, err := os.Lstat(into); err == nil {
+				t.Errorf("private download directory %s left behind", into)
 			}
 			if len(f.of("update"))+len(f.of("makecache")) != 0 {
 				t.Error("metadata refreshed although the version was offered")
@@ -245,7 +292,7 @@ func TestFetchNotOffered(t *testing.T) {
 				f, refresh = dnfFake(rpmVersions), "makecache"
 			}
 			m := newManager(t, tt.format, f, Options{})
-			_, err := Fetch(t.Context(), m, "kubelet", pkgversion.MustParse(tt.format, tt.want), tt.arch, t.TempDir())
+			_, err := Fetch(t.Context(), m, "kubelet", pkgversion.MustParse(tt.format, tt.want), tt.arch, testRoot(t), cacheDir)
 			if !errors.Is(err, ErrVersionNotOffered) {
 				t.Fatalf("err = %v, want ErrVersionNotOffered", err)
 			}
@@ -281,7 +328,7 @@ func TestFetchUpdatesAptListsOnceWhenMissing(t *testing.T) {
 		return inner.fn(ctx, c, n)
 	}}
 	m := newManager(t, platform.Deb, f, Options{})
-	if _, err := Fetch(t.Context(), m, "kubelet", pkgversion.MustParse(platform.Deb, "1.34.10-1.1"), platform.AMD64, t.TempDir()); err != nil {
+	if _, err := Fetch(t.Context(), m, "kubelet", pkgversion.MustParse(platform.Deb, "1.34.10-1.1"), platform.AMD64, testRoot(t), cacheDir); err != nil {
 		t.Fatal(err)
 	}
 	var subs []string
@@ -371,7 +418,7 @@ func TestDeadline(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			m := newManager(t, platform.Deb, &fake{fn: tt.run}, tt.opts)
 			start := time.Now()
-			_, err := Fetch(t.Context(), m, "kubelet", pkgversion.MustParse(platform.Deb, "1.34.1-1.1"), platform.AMD64, t.TempDir())
+			_, err := Fetch(t.Context(), m, "kubelet", pkgversion.MustParse(platform.Deb, "1.34.1-1.1"), platform.AMD64, testRoot(t), cacheDir)
 			if !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("err = %v, want context.DeadlineExceeded", err)
 			}
@@ -395,7 +442,7 @@ func TestDeadlineIsTotal(t *testing.T) {
 		return inner.fn(ctx, c, n)
 	}}
 	m := newManager(t, platform.Deb, f, Options{Deadline: 100 * time.Millisecond})
-	_, err := Fetch(t.Context(), m, "kubelet", pkgversion.MustParse(platform.Deb, "1.34.1-1.1"), platform.AMD64, t.TempDir())
+	_, err := Fetch(t.Context(), m, "kubelet", pkgversion.MustParse(platform.Deb, "1.34.1-1.1"), platform.AMD64, testRoot(t), cacheDir)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
 	}
@@ -438,7 +485,7 @@ func TestParseAptShow(t *testing.T) {
 		})
 	}
 	recs, _ := parseAptShow([]byte(aptStanza("1.34.1-1.1", "amd64", 1234)), "kubelet", platform.AMD64)
-	if r := recs[0]; r.file != "pool/main/k/kubelet/kubelet_1.34.1-1.1_amd64.deb" || r.size != 1234 {
+	if r := recs[0]; r.size != 1234 {
 		t.Errorf("record = %+v", r)
 	}
 }
@@ -494,80 +541,61 @@ func TestVersionsSortedWithoutDuplicates(t *testing.T) {
 
 func TestDownloadChecksTheFile(t *testing.T) {
 	v := pkgversion.MustParse(platform.Deb, "1.34.1-1.1")
-	t.Run("relative dir", func(t *testing.T) {
-		m := newManager(t, platform.Deb, aptFake(aptVersions), Options{})
-		if _, err := m.Download(t.Context(), "kubelet", v, platform.AMD64, "downloads"); err == nil || !strings.Contains(err.Error(), "not an absolute path") {
-			t.Errorf("err = %v", err)
-		}
-	})
-	t.Run("dir created", func(t *testing.T) {
-		dir := filepath.Join(t.TempDir(), "opt", "kubelet", "downloads")
-		m := newManager(t, platform.Deb, aptFake(aptVersions), Options{})
-		if _, err := m.Download(t.Context(), "kubelet", v, platform.AMD64, dir); err != nil {
-			t.Fatal(err)
-		}
-	})
-	t.Run("success without a file", func(t *testing.T) {
+	// withDownload is aptFake with another download.
+	withDownload := func(download func(c call) error) *fake {
 		inner := aptFake(aptVersions)
-		f := &fake{fn: func(ctx context.Context, c call, n int) ([]byte, error) {
+		return &fake{fn: func(ctx context.Context, c call, n int) ([]byte, error) {
 			if c.sub() == "download" {
-				return nil, nil
+				return nil, download(c)
 			}
 			return inner.fn(ctx, c, n)
 		}}
-		m := newManager(t, platform.Deb, f, Options{})
-		if _, err := m.Download(t.Context(), "kubelet", v, platform.AMD64, t.TempDir()); err == nil || !strings.Contains(err.Error(), "is not there") {
-			t.Errorf("err = %v", err)
+	}
+	write := func(names ...string) func(c call) error {
+		return func(c call) error {
+			for _, name := range names {
+				if err := os.WriteFile(filepath.Join(c.dir, name), []byte("deb!"), 0o644); err != nil {
+					return err
+				}
+			}
+			return nil
 		}
-	})
-	t.Run("wrong size removed", func(t *testing.T) {
-		inner := aptFake(aptVersions)
-		f := &fake{fn: func(ctx context.Context, c call, n int) ([]byte, error) {
+	}
+	for _, tt := range []struct {
+		name  string
+		f     *fake
+		setup func(dir string) string // returns the directory to download into
+		err   string
+	}{
+		{"relative dir", aptFake(aptVersions), func(string) string { return "downloads" }, "not an absolute path"},
+		{"dir not empty", aptFake(aptVersions), func(dir string) string {
+			os.WriteFile(filepath.Join(dir, "old.deb"), nil, 0o644)
+			return dir
+		}, "is not empty"},
+		{"success without a file", withDownload(write()), nil, "left 0 files, want one: []"},
+		{"two files", withDownload(write("kubelet_1.34.1-1.1_amd64.deb", "libfoo_1_amd64.deb")), nil,
+			`left 2 files, want one: ["kubelet_1.34.1-1.1_amd64.deb" "libfoo_1_amd64.deb"]`},
+		{"symlink", withDownload(func(c call) error {
+			return os.Symlink("/etc/passwd", filepath.Join(c.dir, "kubelet_1.34.1-1.1_amd64.deb"))
+		}), nil, "is not a regular file (L---------)"},
+		{"wrong size", &fake{fn: func(_ context.Context, c call, _ int) ([]byte, error) {
 			if c.sub() == "download" {
 				return nil, os.WriteFile(filepath.Join(c.dir, "kubelet_1.34.1-1.1_amd64.deb"), []byte("truncated"), 0o644)
 			}
-			return inner.fn(ctx, c, n)
-		}}
-		m := newManager(t, platform.Deb, f, Options{})
-		dir := t.TempDir()
-		if _, err := m.Download(t.Context(), "kubelet", v, platform.AMD64, dir); err == nil || !strings.Contains(err.Error(), "has 9 bytes, the repository says 4") {
-			t.Errorf("err = %v", err)
-		}
-		if _, err := os.Lstat(filepath.Join(dir, "kubelet_1.34.1-1.1_amd64.deb")); err == nil {
-			t.Error("the bad file was left behind")
-		}
-	})
-	t.Run("failure keeps an older file", func(t *testing.T) {
-		f := aptFake(aptVersions)
-		inner := f.fn
-		f.fn = func(ctx context.Context, c call, n int) ([]byte, error) {
-			if c.sub() == "download" {
-				return nil, failure(c, "E: Version '1.34.1-1.1' for 'kubelet:amd64' was not found")
+			return []byte(aptStanza("1.34.1-1.1", "amd64", 4)), nil
+		}}, nil, "has 9 bytes, the repository says 4"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newManager(t, platform.Deb, tt.f, Options{})
+			dir := t.TempDir()
+			if tt.setup != nil {
+				dir = tt.setup(dir)
 			}
-			return inner(ctx, c, n)
-		}
-		m := newManager(t, platform.Deb, f, Options{})
-		dir := t.TempDir()
-		old := filepath.Join(dir, "kubelet_1.34.1-1.1_amd64.deb")
-		if err := os.WriteFile(old, []byte("deb!"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := m.Download(t.Context(), "kubelet", v, platform.AMD64, dir); err == nil {
-			t.Fatal("no error")
-		}
-		if _, err := os.Lstat(old); err != nil {
-			t.Errorf("a file that was there before is gone: %v", err)
-		}
-	})
-	t.Run("repository file name leading out", func(t *testing.T) {
-		f := &fake{fn: func(_ context.Context, c call, _ int) ([]byte, error) {
-			return []byte("Package: kubelet\nVersion: 1.34.1-1.1\nArchitecture: amd64\nFilename: pool/..\n"), nil
-		}}
-		m := newManager(t, platform.Deb, f, Options{})
-		if _, err := m.Download(t.Context(), "kubelet", v, platform.AMD64, t.TempDir()); err == nil || !strings.Contains(err.Error(), "not a plain file name") {
-			t.Errorf("err = %v", err)
-		}
-	})
+			if _, err := m.Download(t.Context(), "kubelet", v, platform.AMD64, dir); err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("err = %v, want %q", err, tt.err)
+			}
+		})
+	}
 }
 
 func TestCheckName(t *testing.T) {
@@ -619,7 +647,7 @@ func TestExecRunner(t *testing.T) {
 		t.Skip("no sh")
 	}
 	r := execRunner{}
-	out, err := r.Run(t.Context(), t.TempDir(), "sh", "-c", `echo "$LC_ALL"; pwd`)
+	out, err := r.Run(t.Context(), Command{Dir: t.TempDir(), Name: "sh", Args: []string{"-c", `echo "$LC_ALL"; pwd`}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -627,7 +655,7 @@ func TestExecRunner(t *testing.T) {
 		t.Errorf("LC_ALL = %q, want C so messages are not translated", lines[0])
 	}
 
-	_, err = r.Run(t.Context(), "", "sh", "-c", "echo progress; echo 'E: Could not get lock' >&2; exit 100")
+	_, err = r.Run(t.Context(), Command{Name: "sh", Args: []string{"-c", "echo progress; echo 'E: Could not get lock' >&2; exit 100"}})
 	var ce *CommandError
 	if !errors.As(err, &ce) {
 		t.Fatalf("err = %v, want a *CommandError", err)
@@ -644,12 +672,12 @@ func TestExecRunner(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = r.Run(ctx, "", "sh", "-c", "sleep 30 & sleep 30; wait")
+	_, err = r.Run(ctx, Command{Name: "sh", Args: []string{"-c", "sleep 30 & sleep 30; wait"}})
 	if err == nil || time.Since(start) > 5*time.Second {
 		t.Errorf("cancelled command: err %v after %v", err, time.Since(start))
 	}
 
-	_, err = r.Run(t.Context(), "", "reconcile-no-such-tool")
+	_, err = r.Run(t.Context(), Command{Name: "reconcile-no-such-tool"})
 	if !permanent(err, nil) {
 		t.Errorf("a missing tool should not be retried: %v", err)
 	}
@@ -658,7 +686,7 @@ func TestExecRunner(t *testing.T) {
 func TestFetchRejectsTheOtherFormat(t *testing.T) {
 	f := dnfFake(rpmVersions)
 	m := newManager(t, platform.RPM, f, Options{})
-	_, err := Fetch(t.Context(), m, "kubelet", pkgversion.MustParse(platform.Deb, "1.34.1-1.1"), platform.AMD64, t.TempDir())
+	_, err := Fetch(t.Context(), m, "kubelet", pkgversion.MustParse(platform.Deb, "1.34.1-1.1"), platform.AMD64, testRoot(t), cacheDir)
 	if err == nil || !strings.Contains(err.Error(), "is a deb version; dnf handles rpm packages") {
 		t.Errorf("err = %v", err)
 	}

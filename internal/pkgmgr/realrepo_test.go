@@ -13,54 +13,69 @@ import (
 	"github.com/nodeimage/reconcile/internal/platform"
 )
 
-// fixtureVersions are the upstream versions of the test repositories: 1.34.1
-// must never select 1.34.10, 1.34.10 never its release candidate, and 1.33.5
-// is on another minor line.
-var fixtureVersions = []string{"1.33.5", "1.34.1", "1.34.10", "1.34.10~rc.1", "1.34.11"}
+// fixturePackage is one package of the test repositories.
+type fixturePackage struct {
+	upstream string
+	revision int
+	arches   []platform.Arch
+}
+
+var (
+	both    = platform.Arches
+	amdOnly = []platform.Arch{platform.AMD64}
+	armOnly = []platform.Arch{platform.ARM64}
+)
+
+// fixturePackages: 1.34.1 must never select 1.34.10, 1.34.10 never its
+// release candidate, 1.33.5 is on another minor line, and the newest
+// revision of 1.34.1 is 2 on amd64 but 3 on arm64 (built for arm64 only).
+var fixturePackages = []fixturePackage{
+	{"1.33.5", 1, both},
+	{"1.34.1", 1, both},
+	{"1.34.1", 2, amdOnly},
+	{"1.34.1", 3, armOnly},
+	{"1.34.1~rc.1", 9, amdOnly},
+	{"1.34.10~rc.1", 1, both},
+	{"1.34.10", 1, both},
+	{"1.34.11", 1, both},
+}
 
 // aptHostPaths are what apt-get and dpkg write with the default
-// configuration.
+// configuration; the directories are compared with all they hold.
 func aptHostPaths() []string {
 	return []string{
 		"/etc/apt", "/etc/apt/sources.list.d",
-		"/var/lib/apt", "/var/lib/apt/lists", "/var/lib/apt/lists/partial", "/var/lib/apt/extended_states",
-		"/var/cache/apt", "/var/cache/apt/archives", "/var/cache/apt/archives/partial",
-		"/var/cache/apt/pkgcache.bin", "/var/cache/apt/srcpkgcache.bin",
-		"/var/lib/dpkg", "/var/lib/dpkg/status", "/var/log/apt", "/var/log/dpkg.log",
+		"/var/lib/apt", "/var/lib/apt/lists", "/var/lib/apt/extended_states",
+		"/var/cache/apt", "/var/lib/dpkg", "/var/lib/dpkg/status", "/var/log/apt", "/var/log/dpkg.log",
 	}
 }
 
 // dnfHostPaths are what dnf and rpm write with the default configuration
-// (Debian's rpm keeps its database in ~/.rpmdb). /var/tmp is not among them
-// although rpmbuild uses it by default: other processes write there too.
+// (Debian's rpm keeps its database in ~/.rpmdb: its sqlite file, not the
+// -shm and -wal files any reader's open touches, rpmbuild's among them).
+// /var/tmp is not among them although rpmbuild uses it by default: other
+// processes write there too.
 func dnfHostPaths() []string {
 	paths := []string{
-		"/etc/dnf", "/etc/yum.repos.d", "/var/cache/dnf", "/var/cache/dnf/packages.db",
+		"/etc/dnf", "/etc/yum.repos.d", "/var/cache/dnf", "/var/cache/libdnf5",
 		"/var/lib/dnf", "/var/lib/rpm", "/var/log/dnf.log", "/var/log/dnf.librepo.log",
 		"/var/log/dnf.rpm.log", "/var/log/hawkey.log",
 	}
 	if home, err := os.UserHomeDir(); err == nil {
-		paths = append(paths, filepath.Join(home, ".rpmdb"))
+		paths = append(paths, filepath.Join(home, ".rpmdb", "rpmdb.sqlite"))
 	}
 	return paths
 }
 
-// fixtureRepository builds tiny kubelet packages of fixtureVersions-release
-// in format for amd64 and arm64, each with a postinst (%post) that touches
-// marker, into a local repository under tmp, and returns the ExtraArgs that
-// point the package manager at it alone and keep every file it writes under
-// tmp.
-func fixtureRepository(t *testing.T, format platform.Format, release, tmp, marker string) []string {
+// buildFixtures builds tiny kubelet packages of fixturePackages in format,
+// each with a postinst (%post) that touches marker, into dir.
+func buildFixtures(t *testing.T, format platform.Format, suffix, dir, marker string) []string {
 	t.Helper()
-	pkgs := filepath.Join(tmp, "build")
-	if err := os.MkdirAll(pkgs, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	var built []string
-	for _, up := range fixtureVersions {
-		v := up + "-" + release
-		for _, arch := range platform.Arches {
-			p, err := pkgbuild.Build(format, pkgs, pkgbuild.Spec{
+	for _, fp := range fixturePackages {
+		v := fp.upstream + "-" + string(rune('0'+fp.revision)) + suffix
+		for _, arch := range fp.arches {
+			p, err := pkgbuild.Build(format, dir, pkgbuild.Spec{
 				Name: "kubelet", Version: v, Arch: arch,
 				Files: map[string][]byte{"usr/bin/kubelet": []byte("kubelet " + v + " " + arch.In(format) + "\n")},
 				// Proof that nothing is installed: this script must never run.
@@ -72,19 +87,12 @@ func fixtureRepository(t *testing.T, format platform.Format, release, tmp, marke
 			built = append(built, p)
 		}
 	}
-	repo := pkgbuild.AptRepo
-	if format == platform.RPM {
-		repo = pkgbuild.DnfRepo
-	}
-	extra, err := repo(tmp, built...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return extra
+	return built
 }
 
-// TestRealRepository runs each package manager against a local repository
-// of real packages.
+// TestRealRepository runs each package manager on a test root whose own
+// configuration names a local repository of real packages, and checks that
+// nothing of the host's package manager state is read or written.
 func TestRealRepository(t *testing.T) {
 	type fetchCase struct {
 		want string
@@ -94,7 +102,10 @@ func TestRealRepository(t *testing.T) {
 		format    platform.Format
 		tools     []string
 		hostPaths []string
-		release   string // of every fixture package
+		suffix    string // of every fixture revision
+		// setup makes the repositories of root and returns the options
+		// that restrict a fetch to the local one.
+		setup func(t *testing.T, tmp, root string, pkgs []string) Options
 		// query prints "name version arch" of a downloaded package.
 		query      func(t *testing.T, tmp, p string) string
 		fetch      []fetchCase
@@ -106,26 +117,49 @@ func TestRealRepository(t *testing.T) {
 			format:    platform.Deb,
 			tools:     []string{"apt-get", "apt-cache", "dpkg-deb", "dpkg-scanpackages"},
 			hostPaths: aptHostPaths(),
-			release:   "1.1",
+			setup: func(t *testing.T, tmp, root string, pkgs []string) Options {
+				list, err := pkgbuild.AptRootRepo(filepath.Join(tmp, "repo"), root, "local.list", pkgs...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Another source of the root, which a refresh restricted
+				// to local.list must leave alone.
+				if _, err := pkgbuild.AptRootRepo(filepath.Join(tmp, "other"), root, "other.list"); err != nil {
+					t.Fatal(err)
+				}
+				return Options{Sources: []string{list}}
+			},
 			query: func(t *testing.T, tmp, p string) string {
 				return runTool(t, tmp, "dpkg-deb", "--showformat=${Package} ${Version} ${Architecture}", "--show", p)
 			},
 			fetch: []fetchCase{
-				{"1.34.1-1.1", platform.AMD64},
-				{"1.34.10-1.1", platform.AMD64},
-				{"1.34.10~rc.1-1.1", platform.AMD64},
-				{"1.34.1-1.1", platform.ARM64},
-				{"1.34.11-1.1", platform.ARM64},
+				{"1.34.1-1", platform.AMD64},
+				{"1.34.10-1", platform.AMD64},
+				{"1.34.10~rc.1-1", platform.AMD64},
+				{"1.34.1-3", platform.ARM64},
+				{"1.34.11-1", platform.ARM64},
 			},
-			versions:   "1.33.5-1.1 1.34.1-1.1 1.34.10~rc.1-1.1 1.34.10-1.1 1.34.11-1.1",
-			notOffered: "kubelet=1.34.2-1.1 (arm64) is not offered by the apt-get repositories: 1.34.x versions offered: 1.34.1-1.1, 1.34.10~rc.1-1.1, 1.34.10-1.1, 1.34.11-1.1",
+			versions:   "1.33.5-1 1.34.1-1 1.34.1-3 1.34.10~rc.1-1 1.34.10-1 1.34.11-1",
+			notOffered: "kubelet=1.34.2-1 (arm64) is not offered by the apt-get repositories: 1.34.x versions offered: 1.34.1-1, 1.34.1-3, 1.34.10~rc.1-1, 1.34.10-1, 1.34.11-1",
 			unknown:    "they offer no 1.34.x version of kubectl for amd64 (0 versions in all)",
 		},
 		{
 			format:    platform.RPM,
 			tools:     []string{"dnf", "rpmbuild", "createrepo_c", "rpm"},
 			hostPaths: dnfHostPaths(),
-			release:   "1.azl3",
+			suffix:    ".azl3",
+			setup: func(t *testing.T, tmp, root string, pkgs []string) Options {
+				if err := pkgbuild.DnfRootRepo(filepath.Join(tmp, "repo"), root, "local", pkgs...); err != nil {
+					t.Fatal(err)
+				}
+				// A repository that cannot be loaded: dnf fails unless the
+				// fetch is restricted to "local".
+				broken := "[broken]\nname=broken\nbaseurl=file://" + filepath.Join(tmp, "missing") + "\nenabled=1\ngpgcheck=0\n"
+				if err := os.WriteFile(filepath.Join(root, "etc", "yum.repos.d", "broken.repo"), []byte(broken), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return Options{Repos: []string{"local"}}
+			},
 			query: func(t *testing.T, tmp, p string) string {
 				return runTool(t, tmp, "rpm", "--define", "_dbpath "+filepath.Join(tmp, "rpmdb"), "-qp", "--nosignature", "--nodigest",
 					"--queryformat", "%{NAME} %{VERSION}-%{RELEASE} %{ARCH}", p)
@@ -134,11 +168,11 @@ func TestRealRepository(t *testing.T) {
 				{"1.34.1-1.azl3", platform.AMD64},
 				{"1.34.10-1.azl3", platform.AMD64},
 				{"1.34.10~rc.1-1.azl3", platform.AMD64},
-				{"1.34.1-1.azl3", platform.ARM64},
+				{"1.34.1-3.azl3", platform.ARM64},
 				{"1.34.10-1.azl3", platform.ARM64},
 			},
-			versions:   "1.33.5-1.azl3 1.34.1-1.azl3 1.34.10~rc.1-1.azl3 1.34.10-1.azl3 1.34.11-1.azl3",
-			notOffered: "kubelet=1.34.2-1.azl3 (aarch64) is not offered by the dnf repositories: 1.34.x versions offered: 1.34.1-1.azl3, 1.34.10~rc.1-1.azl3, 1.34.10-1.azl3, 1.34.11-1.azl3",
+			versions:   "1.33.5-1.azl3 1.34.1-1.azl3 1.34.1-3.azl3 1.34.10~rc.1-1.azl3 1.34.10-1.azl3 1.34.11-1.azl3",
+			notOffered: "kubelet=1.34.2-1.azl3 (aarch64) is not offered by the dnf repositories: 1.34.x versions offered: 1.34.1-1.azl3, 1.34.1-3.azl3, 1.34.10~rc.1-1.azl3, 1.34.10-1.azl3, 1.34.11-1.azl3",
 			unknown:    "they offer no 1.34.x version of kubectl for x86_64 (0 versions in all)",
 		},
 	} {
@@ -146,26 +180,45 @@ func TestRealRepository(t *testing.T) {
 			pkgbuild.Require(t, tc.tools...)
 			host := snapshot(tc.hostPaths...)
 			tmp := t.TempDir()
+			// The private directories go here, so the test can see that
+			// none is left behind.
+			private := filepath.Join(tmp, "private")
+			if err := os.Mkdir(private, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("TMPDIR", private)
 			marker := filepath.Join(tmp, "postinst-ran")
-			extra := fixtureRepository(t, tc.format, tc.release, tmp, marker)
-			m, err := New(tc.format, Options{ExtraArgs: extra, Retries: 1, Backoff: 100 * time.Millisecond, Logger: testLogger(t)})
+			build := filepath.Join(tmp, "build")
+			if err := os.Mkdir(build, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			pkgs := buildFixtures(t, tc.format, tc.suffix, build, marker)
+			rootDir := filepath.Join(tmp, "root")
+			opts := tc.setup(t, tmp, rootDir, pkgs)
+			opts.Root, opts.Retries, opts.Backoff, opts.Logger = rootDir, 1, 100*time.Millisecond, testLogger(t)
+			m, err := New(tc.format, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
+			root, err := os.OpenRoot(rootDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer root.Close()
 			version := func(s string) pkgversion.Version { return pkgversion.MustParse(tc.format, s) }
 
-			// The apt lists start empty, as on an image that removed them:
-			// the first Fetch must run apt-get update by itself.
+			// The root's apt lists start empty, as on an image that removed
+			// them: the first Fetch must run apt-get update by itself.
 			t.Run("fetch", func(t *testing.T) {
 				for _, tt := range tc.fetch {
 					t.Run(tt.want+"_"+string(tt.arch), func(t *testing.T) {
-						dir := filepath.Join(t.TempDir(), "opt", "kubelet", "downloads")
-						p, err := Fetch(t.Context(), m, "kubelet", version(tt.want), tt.arch, dir)
+						cache := "/opt/kubelet/downloads/" + strings.ReplaceAll(tt.want, "~", "_") + "/" + string(tt.arch)
+						rel, err := Fetch(t.Context(), m, "kubelet", version(tt.want), tt.arch, root, cache)
 						if err != nil {
 							t.Fatal(err)
 						}
-						onlyEntry(t, dir, filepath.Base(p))
-						got := tc.query(t, tmp, p)
+						onlyEntry(t, filepath.Join(rootDir, cache), filepath.Base(rel))
+						got := tc.query(t, tmp, filepath.Join(rootDir, rel))
 						if want := "kubelet " + tt.want + " " + tt.arch.In(tc.format); got != want {
 							t.Errorf("downloaded package is %q, want %q", got, want)
 						}
@@ -174,8 +227,9 @@ func TestRealRepository(t *testing.T) {
 			})
 
 			if tc.format == platform.Deb {
-				if lists, _ := filepath.Glob(filepath.Join(tmp, "lists", "*_Packages*")); len(lists) == 0 {
-					t.Error("Fetch did not run apt-get update although the lists were empty")
+				lists, _ := filepath.Glob(filepath.Join(rootDir, "var/lib/apt/lists", "*_Packages*"))
+				if len(lists) != 1 || !strings.Contains(lists[0], "_repo_") {
+					t.Errorf("root's apt lists = %q, want the local repository's alone: the refresh is restricted to its source list", lists)
 				}
 			}
 
@@ -189,22 +243,43 @@ func TestRealRepository(t *testing.T) {
 				}
 			})
 
+			t.Run("newest", func(t *testing.T) {
+				for _, tt := range []struct {
+					upstream string
+					arch     platform.Arch
+					want     string
+				}{
+					{"1.34.1", platform.AMD64, "1.34.1-2" + tc.suffix},
+					{"1.34.1", platform.ARM64, "1.34.1-3" + tc.suffix},
+					{"1.34.10", platform.AMD64, "1.34.10-1" + tc.suffix},
+					{"1.34.1~rc.1", platform.AMD64, "1.34.1~rc.1-9" + tc.suffix},
+				} {
+					got, err := Newest(t.Context(), m, "kubelet", tt.upstream, tt.arch)
+					if err != nil || got.String() != tt.want {
+						t.Errorf("Newest(%s, %s) = %v, %v; want %s", tt.upstream, tt.arch, got, err, tt.want)
+					}
+				}
+				_, err := Newest(t.Context(), m, "kubelet", "1.34.2", platform.AMD64)
+				if !errors.Is(err, ErrVersionNotOffered) || !strings.Contains(err.Error(), "1.34.x versions offered: 1.34.1~rc.1-9"+tc.suffix) {
+					t.Errorf("Newest(1.34.2) = %v", err)
+				}
+			})
+
 			t.Run("not offered", func(t *testing.T) {
-				dir := t.TempDir()
-				_, err := Fetch(t.Context(), m, "kubelet", version("1.34.2-"+tc.release), platform.ARM64, dir)
+				_, err := Fetch(t.Context(), m, "kubelet", version("1.34.2-1"+tc.suffix), platform.ARM64, root, "/opt/missing")
 				if !errors.Is(err, ErrVersionNotOffered) {
 					t.Fatalf("err = %v, want ErrVersionNotOffered", err)
 				}
 				if err.Error() != tc.notOffered {
 					t.Errorf("message\n got: %s\nwant: %s", err, tc.notOffered)
 				}
-				if entries, _ := os.ReadDir(dir); len(entries) != 0 {
-					t.Errorf("%s holds %d files after a failed fetch", dir, len(entries))
+				if _, err := os.Lstat(filepath.Join(rootDir, "opt", "missing")); err == nil {
+					t.Error("a failed fetch created the cache directory")
 				}
 			})
 
 			t.Run("unknown package", func(t *testing.T) {
-				_, err := Fetch(t.Context(), m, "kubectl", version("1.34.1-"+tc.release), platform.AMD64, t.TempDir())
+				_, err := Fetch(t.Context(), m, "kubectl", version("1.34.1-1"+tc.suffix), platform.AMD64, root, cacheDir)
 				if !errors.Is(err, ErrVersionNotOffered) || !strings.Contains(err.Error(), tc.unknown) {
 					t.Errorf("err = %v", err)
 				}
@@ -212,6 +287,9 @@ func TestRealRepository(t *testing.T) {
 
 			if _, err := os.Lstat(marker); err == nil {
 				t.Error("a maintainer script ran: the package was installed, not only downloaded")
+			}
+			if left, _ := os.ReadDir(private); len(left) != 0 {
+				t.Errorf("private directories left behind: %v", left)
 			}
 			host.unchanged(t)
 		})

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -48,12 +49,13 @@ const maxOutput = 8 << 10
 // execRunner runs real commands.
 type execRunner struct{}
 
-func (execRunner) Run(ctx context.Context, dir string, name string, args ...string) ([]byte, error) {
+func (execRunner) Run(ctx context.Context, c Command) ([]byte, error) {
+	name, args := c.Name, c.Args
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = dir
+	cmd.Dir = c.Dir
 	// The tools' messages are parsed (to tell "not offered" from a network
 	// failure), so they must not be translated.
-	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C", "LANGUAGE=")
+	cmd.Env = append(append(os.Environ(), "LC_ALL=C", "LANG=C", "LANGUAGE="), c.Env...)
 	// apt-get starts method processes (http, file) that inherit the pipes; a
 	// process group lets a cancelled ctx stop them all, and SIGTERM lets apt
 	// remove its partial files.
@@ -76,10 +78,14 @@ func (execRunner) Run(ctx context.Context, dir string, name string, args ...stri
 }
 
 // commander runs one tool with the options' extra arguments, retries and
-// deadline; apt and dnf share it.
+// deadline; apt, dnf and tdnf share it.
 type commander struct {
 	runner  Runner
 	extra   []string
+	root    string // absolute host path; "/" is the node itself
+	sources []string
+	testing []string
+	repos   []string
 	retries int
 	backoff time.Duration
 	limit   time.Duration
@@ -87,7 +93,10 @@ type commander struct {
 }
 
 func newCommander(o Options) *commander {
-	c := &commander{runner: o.Runner, extra: slices.Clone(o.ExtraArgs), retries: o.Retries, backoff: o.Backoff, limit: o.Deadline, log: o.Logger}
+	c := &commander{runner: o.Runner, extra: slices.Clone(o.ExtraArgs), root: o.Root,
+		sources: slices.Clone(o.Sources), testing: slices.Clone(o.TestingSources), repos: slices.Clone(o.Repos),
+		retries: o.Retries, backoff: o.Backoff, limit: o.Deadline, log: o.Logger}
+	c.root = filepath.Clean("/" + c.root) // New has refused a relative root
 	if c.runner == nil {
 		c.runner = execRunner{}
 	}
@@ -109,24 +118,40 @@ func newCommander(o Options) *commander {
 	return c
 }
 
+// hostRoot reports whether the tool works on the node itself, with its own
+// configuration, rather than on a root directory such as a mounted image.
+func (c *commander) hostRoot() bool { return c.root == "/" }
+
+// withPrivateDir calls fn with a fresh directory only root can enter, for
+// the tools' configuration, removed afterwards.
+func (c *commander) withPrivateDir(fn func(dir string) error) error {
+	dir, err := privateDir("reconcile-pm-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	return fn(dir)
+}
+
 // withDeadline bounds one Manager call; inside Fetch the outer, equal
 // deadline is already shorter.
 func (c *commander) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, c.limit)
 }
 
-// run runs name with the extra arguments before args. A failure is retried
+// run runs name with the extra arguments before args in dir ("" for the
+// current directory) with env added to the environment. A failure is retried
 // with doubling backoff unless final says the tool's output is an answer
 // rather than an accident (a package or version that does not exist), or the
 // command cannot run at all, or ctx is done. Unknown failures are retried:
 // network, proxy, mirror and lock failures are reported in too many ways to
 // list, and a bounded retry of a deterministic failure costs only time.
-func (c *commander) run(ctx context.Context, dir string, final func(output string) bool, name string, args ...string) ([]byte, error) {
-	full := append(slices.Clone(c.extra), args...)
+func (c *commander) run(ctx context.Context, dir string, env []string, final func(output string) bool, name string, args ...string) ([]byte, error) {
+	cmd := Command{Dir: dir, Env: env, Name: name, Args: append(slices.Clone(c.extra), args...)}
 	wait := c.backoff
 	for attempt := 1; ; attempt++ {
-		c.log.DebugContext(ctx, "running package manager", "cmd", name, "args", full, "dir", dir, "attempt", attempt)
-		out, err := c.runner.Run(ctx, dir, name, full...)
+		c.log.DebugContext(ctx, "running package manager", "cmd", name, "args", cmd.Args, "env", env, "dir", dir, "attempt", attempt)
+		out, err := c.runner.Run(ctx, cmd)
 		if err == nil {
 			return out, nil
 		}
