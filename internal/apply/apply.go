@@ -165,9 +165,6 @@ func (r *run) do(ctx context.Context, a plan.Action, res *plan.Result) error {
 		if r.o.Manager == nil {
 			return errors.New("no package manager on this host to fetch with")
 		}
-		if err := r.o.Root.MkdirAll(rootfs.Rel(a.CacheDir), 0o755); err != nil {
-			return fmt.Errorf("creating %s: %w", a.CacheDir, err)
-		}
 		want, err := pkgversion.Parse(r.o.Format, a.PackageVersion)
 		if err != nil {
 			return err
@@ -176,15 +173,11 @@ func (r *run) do(ctx context.Context, a plan.Action, res *plan.Result) error {
 		if err != nil {
 			return err
 		}
-		file, err := pkgmgr.Fetch(ctx, r.o.Manager, a.Package, want, arch, r.host(a.CacheDir))
+		rel, err := pkgmgr.Fetch(ctx, r.o.Manager, a.Package, want, arch, r.o.Root, a.CacheDir)
 		if err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(r.o.Root.Name(), file)
-		if err != nil || !filepath.IsLocal(rel) {
-			return fmt.Errorf("%s fetched %s, outside %s", r.o.Manager.Name(), file, a.CacheDir)
-		}
-		return r.extract(ctx, a, "/"+filepath.ToSlash(rel), res)
+		return r.extract(ctx, a, "/"+rel, res)
 	case plan.Install:
 		return r.install(a)
 	case plan.Remove:

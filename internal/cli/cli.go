@@ -217,7 +217,7 @@ func (c *command) run(ctx context.Context) (int, error) {
 		return ExitBadInput, badInput("--root %s: %v", c.o.root, err)
 	}
 	defer root.Close()
-	req, err := c.request(root)
+	req, err := c.request(root, m)
 	if err != nil {
 		return ExitBadInput, err
 	}
@@ -316,7 +316,7 @@ func (c *command) loadManifest() (*manifest.Manifest, error) {
 	return manifest.Load(c.o.manifest)
 }
 
-func (c *command) request(root *os.Root) (plan.Request, error) {
+func (c *command) request(root *os.Root, m *manifest.Manifest) (plan.Request, error) {
 	req := plan.Request{
 		Mode:           plan.Mode(c.o.mode),
 		EnforcePackage: c.o.enforcePackage,
@@ -338,7 +338,11 @@ func (c *command) request(root *os.Root) (plan.Request, error) {
 	}
 	req.Arch = arch
 	if req.Distro.Known() {
-		if m, err := pkgmgr.New(req.Distro.Format(), pkgmgr.Options{Logger: c.log, ExtraArgs: c.o.pmArgs}); err == nil {
+		fc := m.Fetch(req.Distro)
+		if m, err := pkgmgr.New(req.Distro.Format(), pkgmgr.Options{
+			Root: root.Name(), Logger: c.log, ExtraArgs: c.o.pmArgs,
+			Sources: fc.AptSources, TestingSources: fc.AptTestingSources, Repos: fc.DnfRepos,
+		}); err == nil {
 			c.manager, req.Manager = m, m.Name()
 		}
 	}
