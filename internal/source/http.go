@@ -170,7 +170,7 @@ func (f *Fetcher) retry(ctx context.Context, what string, try func(context.Conte
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("%w (gave up after %d attempts: %w)", err, attempt, context.Cause(ctx))
+			return gaveUp(ctx, err, attempt)
 		}
 		if !transient(err) {
 			return err
@@ -184,10 +184,18 @@ func (f *Fetcher) retry(ctx context.Context, what string, try func(context.Conte
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("%w (gave up after %d attempts: %w)", err, attempt, context.Cause(ctx))
+			return gaveUp(ctx, err, attempt)
 		}
 		wait = min(2*wait, f.o.MaxBackoff)
 	}
+}
+
+// gaveUp is err of the last attempt once ctx ended, saying why.
+func gaveUp(ctx context.Context, err error, attempts int) error {
+	if cause := context.Cause(ctx); !errors.Is(err, cause) {
+		return fmt.Errorf("%w (gave up after %d attempts: %w)", err, attempts, cause)
+	}
+	return fmt.Errorf("%w (gave up after %d attempts)", err, attempts)
 }
 
 // download is one file to fetch over HTTP.
@@ -269,8 +277,13 @@ func (f *Fetcher) attempt(ctx context.Context, d download, p *progress, total *i
 			*total = n
 		}
 	default:
-		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-		return &statusError{code: resp.StatusCode, url: redact(d.url), body: strings.TrimSpace(string(snippet))}
+		se := &statusError{code: resp.StatusCode, url: redact(d.url)}
+		// An error page says why; a body of another kind is not for people.
+		if ct := resp.Header.Get("Content-Type"); strings.HasPrefix(ct, "text/") || strings.Contains(ct, "json") {
+			snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+			se.body = strings.TrimSpace(strings.ToValidUTF8(string(snippet), "?"))
+		}
+		return se
 	}
 	if *total > f.o.MaxSize {
 		return fmt.Errorf("%d bytes, limit %d: %w", *total, f.o.MaxSize, ErrTooLarge)
@@ -286,7 +299,10 @@ func (f *Fetcher) attempt(ctx context.Context, d download, p *progress, total *i
 	}
 	n, err := copyBody(p, io.LimitReader(resp.Body, limit-p.n+1))
 	if err != nil {
-		return err
+		if errors.As(err, new(*writeError)) {
+			return err
+		}
+		return fmt.Errorf("GET %s: connection failed after %d of %d bytes (%d in this attempt): %w", redact(d.url), p.n, *total, n, err)
 	}
 	if p.n > limit {
 		if *total >= 0 {
