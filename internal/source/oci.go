@@ -74,6 +74,9 @@ func (f *Fetcher) pullOCI(ctx context.Context, a Artifact, root *os.Root, cacheD
 		_, raw, err = oras.FetchBytes(ctx, repo, a.Digest, oras.FetchBytesOptions{MaxBytes: maxManifestSize})
 		return err
 	})
+	if errors.Is(err, auth.ErrBasicCredentialNotFound) {
+		return "", fmt.Errorf("fetching manifest: %w: %s wants a login, and the docker config has none for it", err, ref.Registry)
+	}
 	if err != nil {
 		return "", fmt.Errorf("fetching manifest: %w", err)
 	}
@@ -169,7 +172,7 @@ func registryTransient(err error) (transient, known bool) {
 	if errors.As(err, &er) {
 		return er.StatusCode >= 500 || er.StatusCode == http.StatusRequestTimeout || er.StatusCode == http.StatusTooManyRequests, true
 	}
-	if errors.Is(err, errdef.ErrNotFound) || errors.Is(err, errdef.ErrSizeExceedsLimit) {
+	if errors.Is(err, errdef.ErrNotFound) || errors.Is(err, errdef.ErrSizeExceedsLimit) || errors.Is(err, auth.ErrBasicCredentialNotFound) {
 		return false, true
 	}
 	return false, false

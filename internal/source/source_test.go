@@ -154,8 +154,8 @@ func (s *server) requests() []string {
 	return append([]string(nil), s.ranges...)
 }
 
-// content serves body with Range support, as a static file server does.
-func content(body []byte) func(int, http.ResponseWriter, *http.Request) {
+// serveFile serves body with Range support, as a static file server does.
+func serveFile(body []byte) func(int, http.ResponseWriter, *http.Request) {
 	return func(_ int, w http.ResponseWriter, r *http.Request) {
 		http.ServeContent(w, r, "kubernetes-node-linux-amd64.tar.gz", time.Time{}, bytes.NewReader(body))
 	}
@@ -176,7 +176,7 @@ func cutAfter(w http.ResponseWriter, body []byte, n int) {
 
 func TestFetchURL(t *testing.T) {
 	tgz := nodeTarball(t)
-	s := serve(t, content(tgz))
+	s := serve(t, serveFile(tgz))
 	root, dir := testRoot(t)
 	var reports [][2]int64
 	o := fastOptions(t)
@@ -243,7 +243,7 @@ func TestFetchURLFailures(t *testing.T) {
 	url := func(s *server) string { return s.URL + "/kubernetes-node-linux-amd64.tar.gz" }
 
 	t.Run("wrong digest", func(t *testing.T) {
-		s := serve(t, content(tgz))
+		s := serve(t, serveFile(tgz))
 		wrong := digestOf([]byte("another release"))
 		fetchFails(t, fastOptions(t), Artifact{Kind: URL, Ref: url(s), Digest: wrong}, ErrDigest, "the pin is "+wrong[len("sha256:"):])
 		if n := len(s.requests()); n != 1 {
@@ -265,7 +265,9 @@ func TestFetchURLFailures(t *testing.T) {
 		}
 	})
 	t.Run("server errors until the attempts run out", func(t *testing.T) {
-		s := serve(t, func(_ int, w http.ResponseWriter, _ *http.Request) { http.Error(w, "backend down", http.StatusBadGateway) })
+		s := serve(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "backend down", http.StatusBadGateway)
+		})
 		fetchFails(t, fastOptions(t), Artifact{Kind: URL, Ref: url(s), Digest: good}, nil, "HTTP 502 Bad Gateway: backend down (gave up after 4 attempts)")
 	})
 	t.Run("hangs before answering", func(t *testing.T) {
@@ -293,7 +295,7 @@ func TestFetchURLFailures(t *testing.T) {
 		fetchFails(t, o, Artifact{Kind: URL, Ref: url(s), Digest: good}, context.DeadlineExceeded, "gave up after 1 attempts")
 	})
 	t.Run("larger than the limit", func(t *testing.T) {
-		s := serve(t, content(tgz))
+		s := serve(t, serveFile(tgz))
 		o := fastOptions(t)
 		o.MaxSize = 1000
 		fetchFails(t, o, Artifact{Kind: URL, Ref: url(s), Digest: good}, ErrTooLarge, "limit 1000")
@@ -346,7 +348,7 @@ func TestFetchURLRetries(t *testing.T) {
 				http.Error(w, "try again", http.StatusInternalServerError)
 				return
 			}
-			content(tgz)(n, w, r)
+			serveFile(tgz)(n, w, r)
 		})
 		fetchOK(t, s)
 		if n := len(s.requests()); n != 2 {
@@ -360,7 +362,7 @@ func TestFetchURLRetries(t *testing.T) {
 				cutAfter(w, tgz, half)
 				return
 			}
-			content(tgz)(n, w, r)
+			serveFile(tgz)(n, w, r)
 		})
 		fetchOK(t, s)
 		if got := s.requests(); len(got) != 2 || got[0] != "" || got[1] != fmt.Sprintf("bytes=%d-", half) {
@@ -390,7 +392,7 @@ func TestFetchURLRetries(t *testing.T) {
 				w.WriteHeader(http.StatusPartialContent)
 				w.Write(tgz)
 			default:
-				content(tgz)(n, w, r)
+				serveFile(tgz)(n, w, r)
 			}
 		})
 		fetchOK(t, s)
@@ -448,7 +450,7 @@ func TestFetchHostileTarballs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := serve(t, content(tgz))
+			s := serve(t, serveFile(tgz))
 			root, dir := testRoot(t)
 			rel, err := newFetcher(t, fastOptions(t)).Fetch(context.Background(), Artifact{Kind: URL, Ref: s.URL + "/k.tar.gz", Digest: digestOf(tgz)}, root, cacheDir)
 			if err != nil {
@@ -479,4 +481,3 @@ func TestLoopback(t *testing.T) {
 		}
 	}
 }
-
