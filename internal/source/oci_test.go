@@ -316,4 +316,3 @@ func TestPickLayer(t *testing.T) {
 		})
 	}
 }
-
