@@ -156,7 +156,8 @@ func (t *Tarball) scan(want string, w io.Writer) (Entry, *tar.Header, error) {
 		switch h.Typeflag {
 		case tar.TypeReg:
 		case tar.TypeSymlink, tar.TypeLink:
-			link = h
+			hc := *h
+			link = &hc
 			continue
 		default:
 			return Entry{}, nil, t.errf(ErrUnsafe, h.Name, nil, "is not a regular file (tar type %q)", h.Typeflag)

@@ -345,20 +345,29 @@ func copyBody(p *progress, r io.Reader) (int64, error) {
 
 // contentRange parses "bytes <start>-<end>/<size>"; size is -1 for "*".
 func contentRange(v string) (start, size int64, err error) {
+	bad := fmt.Errorf("malformed Content-Range %q", v)
 	spec, ok := strings.CutPrefix(v, "bytes ")
 	rng, sz, ok2 := strings.Cut(spec, "/")
 	first, _, ok3 := strings.Cut(rng, "-")
 	if !ok || !ok2 || !ok3 {
-		return 0, 0, fmt.Errorf("malformed Content-Range %q", v)
+		return 0, 0, bad
 	}
-	if start, err = strconv.ParseInt(first, 10, 64); err != nil {
-		return 0, 0, err
+	if start, ok = nonNegative(first); !ok {
+		return 0, 0, bad
 	}
 	if sz == "*" {
 		return start, -1, nil
 	}
-	size, err = strconv.ParseInt(sz, 10, 64)
-	return start, size, err
+	if size, ok = nonNegative(sz); !ok || start >= size {
+		return 0, 0, bad
+	}
+	return start, size, nil
+}
+
+// nonNegative parses decimal digits only (no sign) into an int64.
+func nonNegative(s string) (int64, bool) {
+	n, err := strconv.ParseUint(s, 10, 63)
+	return int64(n), err == nil
 }
 
 // progress counts what reaches w and reports it at most every MiB.
