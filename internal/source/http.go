@@ -176,7 +176,7 @@ func (f *Fetcher) retry(ctx context.Context, what string, try func(context.Conte
 			return err
 		}
 		if attempt == f.o.Attempts {
-			return fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
+			return fmt.Errorf("%w (gave up after %s)", err, plural(attempt, "attempt"))
 		}
 		f.o.Logger.Warn("retrying", "what", what, "attempt", attempt, "of", f.o.Attempts, "wait", wait, "err", err)
 		t := time.NewTimer(wait)
@@ -193,9 +193,24 @@ func (f *Fetcher) retry(ctx context.Context, what string, try func(context.Conte
 // gaveUp is err of the last attempt once ctx ended, saying why.
 func gaveUp(ctx context.Context, err error, attempts int) error {
 	if cause := context.Cause(ctx); !errors.Is(err, cause) {
-		return fmt.Errorf("%w (gave up after %d attempts: %w)", err, attempts, cause)
+		return fmt.Errorf("%w (gave up after %s: %w)", err, plural(attempts, "attempt"), cause)
 	}
-	return fmt.Errorf("%w (gave up after %d attempts)", err, attempts)
+	return fmt.Errorf("%w (gave up after %s)", err, plural(attempts, "attempt"))
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// ofTotal says how much of the file n bytes are.
+func ofTotal(n, total int64) string {
+	if total < 0 {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	return fmt.Sprintf("%d of %d bytes", n, total)
 }
 
 // download is one file to fetch over HTTP.
@@ -302,7 +317,7 @@ func (f *Fetcher) attempt(ctx context.Context, d download, p *progress, total *i
 		if errors.As(err, new(*writeError)) {
 			return err
 		}
-		return fmt.Errorf("GET %s: connection failed after %d of %d bytes (%d in this attempt): %w", redact(d.url), p.n, *total, n, err)
+		return fmt.Errorf("GET %s: connection failed after %s (%d in this attempt): %w", redact(d.url), ofTotal(p.n, *total), n, err)
 	}
 	if p.n > limit {
 		if *total >= 0 {
@@ -311,7 +326,7 @@ func (f *Fetcher) attempt(ctx context.Context, d download, p *progress, total *i
 		return fmt.Errorf("more than %d bytes: %w", f.o.MaxSize, ErrTooLarge)
 	}
 	if *total >= 0 && p.n < *total {
-		return fmt.Errorf("GET %s: connection closed after %d of %d bytes (%d in this attempt): %w", redact(d.url), p.n, *total, n, io.ErrUnexpectedEOF)
+		return fmt.Errorf("GET %s: connection closed after %s (%d in this attempt): %w", redact(d.url), ofTotal(p.n, *total), n, io.ErrUnexpectedEOF)
 	}
 	return nil
 }

@@ -292,7 +292,25 @@ func TestFetchURLFailures(t *testing.T) {
 		o := fastOptions(t)
 		o.IdleTimeout = time.Minute
 		o.Timeout = 300 * time.Millisecond
-		fetchFails(t, o, Artifact{Kind: URL, Ref: url(s), Digest: good}, context.DeadlineExceeded, "gave up after 1 attempts")
+		fetchFails(t, o, Artifact{Kind: URL, Ref: url(s), Digest: good}, context.DeadlineExceeded, "gave up after 1 attempt")
+	})
+	t.Run("trickles past the request timeout", func(t *testing.T) {
+		s := serve(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", fmt.Sprint(len(tgz)))
+			for i := range tgz {
+				w.Write(tgz[i : i+1])
+				w.(http.Flusher).Flush()
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		})
+		o := fastOptions(t)
+		o.Attempts = 1
+		o.RequestTimeout = 200 * time.Millisecond
+		fetchFails(t, o, Artifact{Kind: URL, Ref: url(s), Digest: good}, nil, "Client.Timeout")
 	})
 	t.Run("larger than the limit", func(t *testing.T) {
 		s := serve(t, serveFile(tgz))
