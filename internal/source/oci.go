@@ -14,6 +14,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry"
 	"oras.land/oras-go/v2/registry/remote"
@@ -76,6 +77,9 @@ func (f *Fetcher) pullOCI(ctx context.Context, a Artifact, root *os.Root, cacheD
 	})
 	if errors.Is(err, auth.ErrBasicCredentialNotFound) {
 		return "", fmt.Errorf("fetching manifest: %w: %s wants a login, and the docker config has none for it", err, ref.Registry)
+	}
+	if errors.Is(err, content.ErrMismatchedDigest) {
+		return "", fmt.Errorf("fetching manifest: %w: %w", ErrDigest, err)
 	}
 	if err != nil {
 		return "", fmt.Errorf("fetching manifest: %w", err)
@@ -172,7 +176,8 @@ func registryTransient(err error) (transient, known bool) {
 	if errors.As(err, &er) {
 		return er.StatusCode >= 500 || er.StatusCode == http.StatusRequestTimeout || er.StatusCode == http.StatusTooManyRequests, true
 	}
-	if errors.Is(err, errdef.ErrNotFound) || errors.Is(err, errdef.ErrSizeExceedsLimit) || errors.Is(err, auth.ErrBasicCredentialNotFound) {
+	if errors.Is(err, errdef.ErrNotFound) || errors.Is(err, errdef.ErrSizeExceedsLimit) ||
+		errors.Is(err, auth.ErrBasicCredentialNotFound) || errors.Is(err, content.ErrMismatchedDigest) || errors.Is(err, content.ErrTrailingData) {
 		return false, true
 	}
 	return false, false

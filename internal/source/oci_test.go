@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -112,7 +113,9 @@ func pushNode(t *testing.T, addr string, tgz []byte, cred auth.Credential) strin
 }
 
 // proxy is a loopback reverse proxy in front of a registry that counts
-// requests and lets a test break some of them.
+// requests and lets a test break some of them: fault sees every request,
+// with the number of the blob GET it is (0 for other requests), and
+// answers it itself by returning true.
 type proxy struct {
 	*httptest.Server
 	mu    sync.Mutex
@@ -132,7 +135,7 @@ func newProxy(t *testing.T, addr string, fault func(blobGET int, w http.Response
 			n = p.blobs
 		}
 		p.mu.Unlock()
-		if n > 0 && fault != nil && fault(n, w, r) {
+		if fault != nil && fault(n, w, r) {
 			return
 		}
 		rp.ServeHTTP(w, r)
@@ -183,6 +186,18 @@ func TestPullOCI(t *testing.T) {
 		t.Fatalf("a cached artifact cost %d requests", after-before)
 	}
 
+	// A cached manifest whose layer went missing is pulled again.
+	if err := os.Remove(filepath.Join(dir, rel)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Cached(root, cacheDir, a); !errors.Is(err, ErrNotCached) {
+		t.Fatalf("Cached without the layer: %v", err)
+	}
+	if _, err := f.Fetch(context.Background(), a, root, cacheDir); err != nil {
+		t.Fatal(err)
+	}
+	extractNode(t, root, dir, rel)
+
 	// The same artifact by its digest, straight from the registry.
 	root2, dir2 := testRoot(t)
 	rel, err = f.Fetch(context.Background(), Artifact{Kind: OCI, Ref: addr + "/" + nodeRepo + "@" + digest, Digest: digest}, root2, cacheDir)
@@ -224,7 +239,10 @@ func TestPullOCIFailures(t *testing.T) {
 		}
 	})
 	t.Run("registry hangs", func(t *testing.T) {
-		p := newProxy(t, addr, func(_ int, _ http.ResponseWriter, r *http.Request) bool {
+		p := newProxy(t, addr, func(n int, _ http.ResponseWriter, r *http.Request) bool {
+			if n == 0 {
+				return false
+			}
 			<-r.Context().Done()
 			return true
 		})
@@ -235,6 +253,9 @@ func TestPullOCIFailures(t *testing.T) {
 	t.Run("layer cut and resumed", func(t *testing.T) {
 		var ranges []string
 		p := newProxy(t, addr, func(n int, w http.ResponseWriter, r *http.Request) bool {
+			if n == 0 {
+				return false
+			}
 			ranges = append(ranges, r.Header.Get("Range"))
 			if n == 1 {
 				cutAfter(w, tgz, len(tgz)/2)
@@ -250,6 +271,35 @@ func TestPullOCIFailures(t *testing.T) {
 		extractNode(t, root, dir, rel)
 		if len(ranges) != 2 || ranges[1] != fmt.Sprintf("bytes=%d-", len(tgz)/2) {
 			t.Fatalf("Range headers %q", ranges)
+		}
+	})
+	t.Run("registry serves another manifest", func(t *testing.T) {
+		p := newProxy(t, addr, func(_ int, w http.ResponseWriter, r *http.Request) bool {
+			if !strings.Contains(r.URL.Path, "/manifests/") {
+				return false
+			}
+			w.Header().Set("Content-Type", ocispec.MediaTypeImageManifest)
+			w.Write([]byte(`{"schemaVersion":2,"layers":[]}`))
+			return true
+		})
+		// oras-go checks the body against the digest asked for and says
+		// so in a message without a sentinel error.
+		fetchFails(t, fastOptions(t), ociArtifact(p.host(), digest), nil, "digest mismatch")
+	})
+	t.Run("registry serves another layer", func(t *testing.T) {
+		evil := bytes.Clone(tgz)
+		evil[len(evil)/2] ^= 1
+		p := newProxy(t, addr, func(n int, w http.ResponseWriter, _ *http.Request) bool {
+			if n == 0 {
+				return false
+			}
+			w.Header().Set("Content-Length", fmt.Sprint(len(evil)))
+			w.Write(evil)
+			return true
+		})
+		fetchFails(t, fastOptions(t), ociArtifact(p.host(), digest), ErrDigest, "the pin is "+sha256Hex(tgz))
+		if _, blobs := p.counts(); blobs != 1 {
+			t.Fatalf("%d blob requests: a wrong layer is not retried", blobs)
 		}
 	})
 	t.Run("plain HTTP registry off loopback", func(t *testing.T) {
