@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nodeimage/reconcile/internal/binver"
 	"github.com/nodeimage/reconcile/internal/pkgfile"
 	"github.com/nodeimage/reconcile/internal/pkgmgr"
 	"github.com/nodeimage/reconcile/internal/pkgversion"
@@ -34,7 +34,6 @@ type Options struct {
 	Logger   *slog.Logger
 	Parallel int // concurrent bake extractions; <1 means 1
 	Limits   pkgfile.Limits
-	HostArch platform.Arch
 	Format   platform.Format // the distro's package format, for Fetch
 	// Progress, when set, is told how many bytes each extraction wrote and
 	// how long it took.
@@ -69,8 +68,10 @@ func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) 
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	rec, err := state.LoadRecord(o.Root.FS())
-	if err != nil {
+	rec, err := state.LoadRecord(o.Root)
+	// A corrupt record was planned as empty (a warning in the plan): the
+	// first action that records rewrites it whole.
+	if err != nil && !errors.Is(err, state.ErrRecordCorrupt) {
 		return nil, err
 	}
 	r := &run{o: o, rec: rec}
@@ -204,7 +205,7 @@ func (r *run) host(p string) string {
 }
 
 func (r *run) extract(ctx context.Context, a plan.Action, pkgPath string, res *plan.Result) error {
-	pkg, err := pkgfile.OpenLimits(r.host(pkgPath), r.o.Limits)
+	pkg, err := state.OpenPackage(r.o.Root, pkgPath, r.o.Limits)
 	if err != nil {
 		return err
 	}
@@ -215,16 +216,46 @@ func (r *run) extract(ctx context.Context, a plan.Action, pkgPath string, res *p
 		return fmt.Errorf("%s holds %s=%s (%s), not %s=%s (%s): the cache changed since planning",
 			pkgPath, pkg.Name, pkg.Version, pkg.Arch, a.Package, a.PackageVersion, a.Arch)
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	start := time.Now()
-	entry, written, err := pkg.ExtractTo(r.o.Root, rootfs.Rel(a.Path), a.Candidates)
+	// The binary goes to a temp name first: what it is (its ELF machine,
+	// its version) is read there, before it can replace the target.
+	dest := rootfs.Rel(a.Path)
+	stage := path.Join(path.Dir(dest), rootfs.TempPrefix+"stage-"+path.Base(dest))
+	entry, written, err := pkg.ExtractTo(r.o.Root, stage, a.Candidates)
 	if err != nil {
 		return err
 	}
+	defer r.o.Root.Remove(stage)
 	if r.o.Progress != nil {
 		r.o.Progress(a, written.Size, time.Since(start))
 	}
+	var wantVersion *pkgversion.Version
+	if a.Versioned {
+		wantVersion = &want
+	}
+	info, err := readBinary(r.o.Root, stage, wantVersion)
+	if err != nil {
+		return fmt.Errorf("%s in %s (%s=%s): %w", entry.Name, pkgPath, pkg.Name, pkg.Version, err)
+	}
+	if err := info.CheckArch(platform.Arch(a.Arch)); err != nil {
+		built := string(info.Arch)
+		if built == "" {
+			built = "an unknown machine"
+		}
+		return fmt.Errorf("%s in %s (%s=%s, labelled %s) is built for %s (%w), not for the entry's %s: nothing installed",
+			entry.Name, pkgPath, pkg.Name, pkg.Version, pkg.RawArch, built, err, a.Arch)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := rootfs.Rename(r.o.Root, stage, dest); err != nil {
+		return err
+	}
 	res.Size, res.SHA256 = written.Size, written.SHA256
-	fi, err := r.o.Root.Lstat(rootfs.Rel(a.Path))
+	fi, err := r.o.Root.Lstat(dest)
 	if err != nil {
 		return err
 	}
@@ -234,27 +265,26 @@ func (r *run) extract(ctx context.Context, a plan.Action, pkgPath string, res *p
 		Source:  state.Source{File: pkgPath, Name: pkg.Name, Version: pkg.Version.String(), Arch: pkg.RawArch, Entry: entry.Name, Digest: entry.Digest},
 		Depends: pkg.Depends,
 	}
-	if a.Versioned && platform.Arch(a.Arch) == r.o.HostArch && len(a.VersionArgs) > 0 {
-		b.Reported, res.Warnings = r.reportedVersion(ctx, a)
+	if a.Versioned {
+		b.Reported = info.Described()
+		if info.Version == "" {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: %s (neither its Go build info nor its read-only data names %s)", a.Path, binver.NotReadable, want.Upstream))
+		} else if !want.ReportedIn(info.Version) {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s names %s in its %s, not the manifest's version %s", a.Path, info.Version, info.From, want.Upstream))
+		}
 	}
 	return r.remember(a.Path, b)
 }
 
-// reportedVersion runs the binary to ask its version, and warns when the
-// answer does not hold the manifest's version: a package that carries a
-// binary of another version is a broken image, but not this tool's call.
-func (r *run) reportedVersion(ctx context.Context, a plan.Action) (string, []string) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, r.host(a.Path), a.VersionArgs...).Output()
-	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+// readBinary reads what the binary at name says of itself, without running
+// it.
+func readBinary(root *os.Root, name string, want *pkgversion.Version) (binver.Info, error) {
+	f, err := rootfs.OpenRegular(root, name)
 	if err != nil {
-		return first, []string{fmt.Sprintf("%s %s failed: %v", a.Path, strings.Join(a.VersionArgs, " "), err)}
+		return binver.Info{}, err
 	}
-	if v, err := pkgversion.Parse(r.o.Format, a.PackageVersion); err == nil && !v.ReportedIn(string(out)) {
-		return first, []string{fmt.Sprintf("%s reports %q, which does not contain the manifest's version %s", a.Path, first, v.Upstream)}
-	}
-	return first, nil
+	defer f.Close()
+	return binver.Read(f, want)
 }
 
 // removeCache deletes the packages in a cache dir, and the dir once empty.
@@ -319,7 +349,12 @@ func (r *run) install(a plan.Action) error {
 			delete(r.rec.Files, a.Path)
 		}
 		if recorded && errors.Is(err, syscall.EXDEV) {
-			return r.installByCopy(a, b)
+			if err := r.installByCopy(a, b); err != nil {
+				// The record saved before the rename names the target:
+				// it must not outlive a copy that never made it.
+				return errors.Join(err, state.SaveRecord(r.o.Root, r.rec))
+			}
+			return nil
 		}
 		if serr := state.SaveRecord(r.o.Root, r.rec); serr != nil {
 			return errors.Join(err, serr)

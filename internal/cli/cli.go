@@ -168,6 +168,9 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	out := &usedWriter{Writer: stdout}
 	c := &command{o: o, log: logger, stdout: out, stderr: stderr, getenv: getenv}
 	code, err := c.run(ctx)
+	if err != nil && ctx.Err() != nil {
+		code, err = ExitInterrupted, fmt.Errorf("interrupted (%v): %w", context.Cause(ctx), err)
+	}
 	if err != nil {
 		// --output json prints one document: the plan or results (which
 		// carry the error) or, when the run failed before them, this.
@@ -228,19 +231,26 @@ func (c *command) run(ctx context.Context) (int, error) {
 	if req.Mode == plan.Verify {
 		return c.verify(ctx, root, m, req)
 	}
+	// A boot failure that is no one tool's (a lock it cannot open, a disk
+	// it cannot read) exits with the first tool's code: provisioning knows
+	// only those.
+	runFailure := ExitFailure
+	if entries := m.Entries(req.Distro, req.Arch); req.Mode == plan.Boot && len(entries) > 0 {
+		runFailure = entries[0].ExitCode
+	}
 	if !c.o.dryRun {
 		unlock, err := state.Lock(ctx, root, c.o.lockTimeout)
 		if errors.Is(err, state.ErrLocked) {
 			return ExitLocked, err
 		}
 		if err != nil {
-			return ExitFailure, err
+			return runFailure, err
 		}
 		defer unlock()
 	}
 	st, err := state.Observe(ctx, root, plan.Query(m, req))
 	if err != nil {
-		return ExitFailure, fmt.Errorf("observing %s: %w", c.o.root, err)
+		return runFailure, fmt.Errorf("observing %s: %w", c.o.root, err)
 	}
 	p, err := plan.Compute(m, st, req)
 	if err != nil {
@@ -250,6 +260,11 @@ func (c *command) run(ctx context.Context) (int, error) {
 		if err := c.printPlan(p, m); err != nil {
 			return ExitFailure, err
 		}
+		// The code the run would exit with: a plan with problems is no
+		// plan with changes.
+		if err := p.Err(); c.o.detailedExitcode && err != nil {
+			return planExit(req.Mode, err, runFailure), nil
+		}
 		if c.o.detailedExitcode && len(p.Actions) > 0 {
 			return ExitChanges, nil
 		}
@@ -257,14 +272,14 @@ func (c *command) run(ctx context.Context) (int, error) {
 	}
 	if err := p.Err(); err != nil {
 		c.printPlan(p, m)
-		return planExit(req.Mode, err), c.emit(root, p, nil, start, err)
+		return planExit(req.Mode, err, runFailure), c.emit(root, p, nil, start, err)
 	}
 	results, err := apply.Apply(ctx, p, c.applyOptions(root, req, p))
 	if perr := c.printResults(p, results, err); perr != nil && err == nil {
 		err = perr
 	}
 	if err != nil {
-		return planExit(req.Mode, err), c.emit(root, p, results, start, err)
+		return planExit(req.Mode, err, runFailure), c.emit(root, p, results, start, err)
 	}
 	return ExitOK, c.emit(root, p, results, start, nil)
 }
@@ -357,7 +372,7 @@ func (c *command) request(root *os.Root) (plan.Request, error) {
 func (c *command) applyOptions(root *os.Root, req plan.Request, p *plan.Plan) apply.Options {
 	o := apply.Options{
 		Root: root, Logger: c.log, Parallel: c.o.parallel, Limits: pkgfile.DefaultLimits,
-		HostArch: platform.Host(), Format: req.Distro.Format(),
+		Format: req.Distro.Format(),
 		AfterAction: crashHook(c.getenv), Manager: c.manager,
 	}
 	if f, ok := c.stderr.(*os.File); ok && c.o.output == "text" && term.IsTerminal(int(f.Fd())) {
@@ -371,8 +386,9 @@ func (c *command) applyOptions(root *os.Root, req plan.Request, p *plan.Plan) ap
 	return o
 }
 
-// planExit maps a failure to its exit code: at boot the failing tool's own.
-func planExit(mode plan.Mode, err error) int {
+// planExit maps a failure to its exit code: at boot the failing tool's own,
+// else runFailure.
+func planExit(mode plan.Mode, err error, runFailure int) int {
 	if mode != plan.Boot {
 		return ExitFailure
 	}
@@ -384,7 +400,7 @@ func planExit(mode plan.Mode, err error) int {
 	if errors.As(err, &ae) && ae.Action.ExitCode != 0 {
 		return ae.Action.ExitCode
 	}
-	return ExitFailure
+	return runFailure
 }
 
 func (c *command) printPlan(p *plan.Plan, m *manifest.Manifest) error {

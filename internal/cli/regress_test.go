@@ -18,7 +18,7 @@ func loadRec(t *testing.T, root string) state.Record {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	rec, err := state.LoadRecord(r.FS())
+	rec, err := state.LoadRecord(r)
 	if err != nil {
 		t.Fatal(err)
 	}

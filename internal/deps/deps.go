@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/nodeimage/reconcile/internal/platform"
+	"github.com/nodeimage/reconcile/internal/rootfs"
 )
 
 // Result says which dependency strings are unsatisfied. Checked is false
@@ -43,9 +44,14 @@ func Check(ctx context.Context, root *os.Root, f platform.Format, deps []string)
 const dpkgStatus = "var/lib/dpkg/status"
 
 func checkDeb(root *os.Root, deps []string) (Result, error) {
-	st, err := root.Open(dpkgStatus)
+	st, err := rootfs.OpenRegular(root, dpkgStatus)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Result{Why: "no /" + dpkgStatus + " on this node"}, nil
+	}
+	// The database only feeds warnings: one that is no regular file (a
+	// FIFO would block the run) leaves the dependencies unchecked.
+	if errors.Is(err, rootfs.ErrNotRegular) {
+		return Result{Why: "/" + dpkgStatus + " is not a regular file"}, nil
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("reading /%s: %w", dpkgStatus, err)

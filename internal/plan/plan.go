@@ -126,6 +126,9 @@ func Compute(m *manifest.Manifest, st *state.State, req Request) (*Plan, error) 
 	p := &Plan{FormatVersion: FormatVersion, Mode: req.Mode, Distro: req.Distro.String(), Arch: string(req.Arch), Actions: []Action{}}
 	entries := m.Entries(req.Distro, req.Arch)
 	p.Applicable = len(entries) > 0
+	if st.RecordErr != nil {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("%v: planned as if empty (every binary is checked against its package again, and the record is rewritten)", st.RecordErr))
+	}
 	for _, t := range st.Temps {
 		p.Actions = append(p.Actions, Action{Op: Remove, Entry: -1, Path: t, Reason: "temp file left by an interrupted run"})
 	}
@@ -185,11 +188,18 @@ func (p *Plan) boot(entries []manifest.Entry, st *state.State, req Request) {
 		for _, v := range st.Versioned[tool] {
 			// Validation keeps targets out of the versioned names; a plan
 			// never removes one all the same.
-			if !p.installs(v) && !slices.ContainsFunc(entries, func(o manifest.Entry) bool { return o.Target == v }) {
-				a := base(e)
-				a.Op, a.Path, a.Reason = Remove, v, "boot keeps only the target"
-				cleanup = append(cleanup, a)
+			if p.installs(v) || slices.ContainsFunc(entries, func(o manifest.Entry) bool { return o.Target == v }) {
+				continue
 			}
+			// Only what reconcile wrote is removed: a kubectl plugin, a
+			// backup or a directory of a matching name is someone else's.
+			if rec, ok := st.Record.Files[v]; !ok || rec.Tool != tool || !st.Files[v].Regular {
+				p.Notes = append(p.Notes, fmt.Sprintf("%s is not a binary reconcile wrote (not in the state record): left alone", v))
+				continue
+			}
+			a := base(e)
+			a.Op, a.Path, a.Reason = Remove, v, "boot keeps only the target"
+			cleanup = append(cleanup, a)
 		}
 		// Only a cache that holds packages (or will, after a Fetch) is
 		// planned for removal: an empty or foreign one is left alone, so a

@@ -31,6 +31,9 @@ type State struct {
 	// Temps are temp files a killed run left behind.
 	Temps  []string
 	Record Record
+	// RecordErr says why the record on disk could not be read (it wraps
+	// ErrRecordCorrupt); Record is then empty.
+	RecordErr error
 	// Deps says which dependencies of the recorded binaries and cached
 	// packages the node lacks (when Query.DepsOf is set).
 	Deps deps.Result
@@ -73,7 +76,11 @@ type Query struct {
 func Observe(ctx context.Context, root *os.Root, q Query) (*State, error) {
 	st := &State{Files: map[string]File{}, Versioned: map[string][]string{}, Cache: map[string][]Package{}}
 	var err error
-	if st.Record, err = LoadRecord(root.FS()); err != nil {
+	st.Record, err = LoadRecord(root)
+	if errors.Is(err, ErrRecordCorrupt) {
+		st.RecordErr, err = err, nil
+	}
+	if err != nil {
 		return nil, err
 	}
 	for _, p := range q.Paths {
@@ -149,8 +156,9 @@ func (st *State) listTemps(root *os.Root, dir string) error {
 		return fmt.Errorf("listing %s: %w", dir, err)
 	}
 	for _, e := range entries {
-		// A directory is none of ours: removing it would fail every run.
-		if strings.HasPrefix(e.Name(), rootfs.TempPrefix) && !e.IsDir() {
+		// Only a regular file is ours: a directory, FIFO or link of that
+		// name is left alone (removing a directory would fail every run).
+		if strings.HasPrefix(e.Name(), rootfs.TempPrefix) && e.Type().IsRegular() {
 			st.Temps = append(st.Temps, path.Join(dir, e.Name()))
 		}
 	}
@@ -217,7 +225,7 @@ func (st *State) listCache(root *os.Root, dir string) error {
 			pkgs = append(pkgs, Package{File: p, Err: fmt.Errorf("%s is not a regular file", p)})
 			continue
 		}
-		pkg, err := pkgfile.Open(filepath.Join(root.Name(), filepath.FromSlash(rootfs.Rel(p))))
+		pkg, err := OpenPackage(root, p, pkgfile.DefaultLimits)
 		if err != nil {
 			pkgs = append(pkgs, Package{File: p, Err: err})
 			continue
@@ -228,11 +236,17 @@ func (st *State) listCache(root *os.Root, dir string) error {
 	return nil
 }
 
+// OpenPackage opens the package at p (absolute, under root) with limits:
+// the one place reconcile opens a package file.
+func OpenPackage(root *os.Root, p string, l pkgfile.Limits) (*pkgfile.Package, error) {
+	return pkgfile.OpenLimits(filepath.Join(root.Name(), filepath.FromSlash(rootfs.Rel(p))), l)
+}
+
 // DetectDistro reads etc/os-release (or usr/lib/os-release) under root.
 func DetectDistro(root *os.Root) (platform.Distro, error) {
 	var firstErr error
 	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
-		f, err := root.Open(p)
+		f, err := rootfs.OpenRegular(root, p)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = err

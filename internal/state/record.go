@@ -74,20 +74,42 @@ func (b Binary) Matches(f File) bool {
 	return f.Regular && f.Size == b.Size && f.ModTime.Equal(b.ModTime)
 }
 
-// LoadRecord reads the record; a missing one is an empty record.
-func LoadRecord(fsys fs.FS) (Record, error) {
+// ErrRecordCorrupt is a record that cannot be read as one: bad JSON, data
+// after the JSON, too large, or not a regular file. Callers go on with an
+// empty record (everything is re-checked against packages) and say so: a
+// broken record never blocks a node.
+var ErrRecordCorrupt = errors.New("state record is corrupt")
+
+// maxRecord bounds the record: a thousand binaries take about 1 MB.
+const maxRecord = 16 << 20
+
+// LoadRecord reads the record; a missing one is an empty record. A corrupt
+// one is an empty record with an error wrapping ErrRecordCorrupt.
+func LoadRecord(root *os.Root) (Record, error) {
 	rec := Record{Format: RecordFormat, Files: map[string]Binary{}}
-	f, err := fsys.Open(RecordPath)
+	f, err := rootfs.OpenRegular(root, RecordPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return rec, nil
+	}
+	if errors.Is(err, rootfs.ErrNotRegular) {
+		return rec, fmt.Errorf("%w: %v", ErrRecordCorrupt, err)
 	}
 	if err != nil {
 		return rec, fmt.Errorf("reading state record: %w", err)
 	}
 	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxRecord+1))
+	if err != nil {
+		return rec, fmt.Errorf("reading state record /%s: %w", RecordPath, err)
+	}
+	if len(data) > maxRecord {
+		return rec, fmt.Errorf("%w: /%s is larger than %d MiB", ErrRecordCorrupt, RecordPath, maxRecord>>20)
+	}
 	var got Record
-	if err := json.NewDecoder(io.LimitReader(f, 16<<20)).Decode(&got); err != nil {
-		return rec, fmt.Errorf("state record /%s is corrupt (%v): remove it and bake again", RecordPath, err)
+	// Unmarshal, not a Decoder: data after the JSON document is corruption
+	// (a torn write, two records glued), never ignored.
+	if err := json.Unmarshal(data, &got); err != nil {
+		return rec, fmt.Errorf("%w: /%s: %v", ErrRecordCorrupt, RecordPath, err)
 	}
 	if got.Format != RecordFormat || got.Files == nil {
 		return rec, nil

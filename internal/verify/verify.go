@@ -4,16 +4,18 @@ package verify
 
 import (
 	"context"
-	"debug/elf"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/Masterminds/semver/v3"
 
+	"github.com/nodeimage/reconcile/internal/binver"
 	"github.com/nodeimage/reconcile/internal/manifest"
 	"github.com/nodeimage/reconcile/internal/platform"
 	"github.com/nodeimage/reconcile/internal/rootfs"
@@ -55,15 +57,16 @@ type Options struct {
 
 // Run checks every entry of the manifest for distro and arch.
 func Run(ctx context.Context, root *os.Root, m *manifest.Manifest, d platform.Distro, arch platform.Arch, o Options) ([]Check, error) {
-	rec, err := state.LoadRecord(root.FS())
-	if err != nil {
+	rec, err := state.LoadRecord(root)
+	if err != nil && !errors.Is(err, state.ErrRecordCorrupt) {
 		return nil, err
 	}
+	recErr := err
 	entries := m.Entries(d, arch)
 	var checks []Check
 	if o.K8sVersion == nil {
 		for _, e := range entries {
-			checks = append(checks, check(ctx, root, rec, e, e.Versioned, o))
+			checks = append(checks, check(ctx, root, rec, recErr, e, e.Versioned, o))
 		}
 		return checks, nil
 	}
@@ -73,12 +76,12 @@ func Run(ctx context.Context, root *os.Root, m *manifest.Manifest, d platform.Di
 			checks = append(checks, Check{Tool: tool, Entry: -1, Problems: []string{fmt.Sprintf("no entry serves Kubernetes %s", o.K8sVersion)}})
 			continue
 		}
-		checks = append(checks, check(ctx, root, rec, e, e.Target, o))
+		checks = append(checks, check(ctx, root, rec, recErr, e, e.Target, o))
 	}
 	return checks, nil
 }
 
-func check(ctx context.Context, root *os.Root, rec state.Record, e manifest.Entry, p string, o Options) Check {
+func check(ctx context.Context, root *os.Root, rec state.Record, recErr error, e manifest.Entry, p string, o Options) Check {
 	c := Check{Tool: e.Tool, Entry: e.Index, PackageVersion: e.Version.String(), Path: p}
 	fail := func(format string, args ...any) Check {
 		c.Problems = append(c.Problems, fmt.Sprintf(format, args...))
@@ -96,6 +99,8 @@ func check(ctx context.Context, root *os.Root, rec state.Record, e manifest.Entr
 	}
 	b, ok := rec.Files[p]
 	switch {
+	case !ok && recErr != nil:
+		fail("not checked against the record: %v", recErr)
 	case !ok:
 		fail("not in the state record /%s", state.RecordPath)
 	case !b.Of(e.Tool, e.Package, e.Version.String(), string(e.Arch)):
@@ -113,7 +118,7 @@ func check(ctx context.Context, root *os.Root, rec state.Record, e manifest.Entr
 		fail("%v", err)
 	}
 	if o.Exec && e.Arch == o.HostArch {
-		out, err := run(ctx, filepath.Join(root.Name(), filepath.FromSlash(rootfs.Rel(p))), e.VersionArgs)
+		out, err := run(ctx, root, p, e.VersionArgs)
 		c.Reported, _, _ = strings.Cut(strings.TrimSpace(out), "\n")
 		if err != nil {
 			fail("%s %s: %v", p, strings.Join(e.VersionArgs, " "), err)
@@ -125,30 +130,69 @@ func check(ctx context.Context, root *os.Root, rec state.Record, e manifest.Entr
 	return c
 }
 
-var machines = map[platform.Arch]elf.Machine{
-	platform.AMD64: elf.EM_X86_64,
-	platform.ARM64: elf.EM_AARCH64,
-}
-
 func checkELF(root *os.Root, p string, arch platform.Arch) error {
-	r, err := root.Open(rootfs.Rel(p))
+	f, err := rootfs.OpenRegular(root, rootfs.Rel(p))
 	if err != nil {
 		return err
 	}
-	defer r.Close()
-	f, err := elf.NewFile(r)
+	defer f.Close()
+	info, err := binver.Read(f, nil)
 	if err != nil {
-		return fmt.Errorf("not an ELF binary: %v", err)
+		return err
 	}
-	if want := machines[arch]; f.Machine != want {
-		return fmt.Errorf("ELF machine %s, want %s for %s", f.Machine, want, arch)
-	}
-	return nil
+	return info.CheckArch(arch)
 }
 
-func run(ctx context.Context, bin string, args []string) (string, error) {
+// maxOutput bounds what a version command may print into memory.
+const maxOutput = 64 << 10
+
+// run runs bin (absolute, under root) with args as the version command:
+// empty environment, stdin from /dev/null, its own process group killed
+// whole at the timeout and once it exited (a child holding stdout open
+// cannot hang verify), and, run as root with a --root other than /,
+// chrooted into the root so it sees only the image.
+func run(ctx context.Context, root *os.Root, bin string, args []string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
-	return string(out), err
+	attr := &syscall.SysProcAttr{Setpgid: true}
+	path := filepath.Join(root.Name(), filepath.FromSlash(rootfs.Rel(bin)))
+	if dir, err := filepath.Abs(root.Name()); err != nil || dir != "/" {
+		if os.Geteuid() != 0 {
+			return "", fmt.Errorf("refused: --exec with --root %s runs the binary inside the root (chroot), which needs root", root.Name())
+		}
+		attr.Chroot, path = root.Name(), bin
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = []string{}
+	cmd.Dir = "/"
+	cmd.SysProcAttr = attr
+	cmd.WaitDelay = time.Second
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	out := &limitedBuffer{max: maxOutput}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	err := cmd.Wait()
+	// What it left running in its group goes with it.
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if ctx.Err() != nil {
+		err = fmt.Errorf("no answer within 10s (killed): %w", ctx.Err())
+	}
+	return out.String(), err
 }
+
+// limitedBuffer keeps the first max bytes written and drops the rest.
+type limitedBuffer struct {
+	b   []byte
+	max int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.max - len(l.b); room > 0 {
+		l.b = append(l.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (l *limitedBuffer) String() string { return string(l.b) }
