@@ -372,7 +372,7 @@ func (c *command) request(root *os.Root) (plan.Request, error) {
 func (c *command) applyOptions(root *os.Root, req plan.Request, p *plan.Plan) apply.Options {
 	o := apply.Options{
 		Root: root, Logger: c.log, Parallel: c.o.parallel, Limits: pkgfile.DefaultLimits,
-		Format: req.Distro.Format(),
+		Format:      req.Distro.Format(),
 		AfterAction: crashHook(c.getenv), Manager: c.manager,
 	}
 	if f, ok := c.stderr.(*os.File); ok && c.o.output == "text" && term.IsTerminal(int(f.Fd())) {
