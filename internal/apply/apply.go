@@ -1,5 +1,7 @@
 // Package apply carries out a plan under a root: a loop over its actions.
-// It decides nothing the plan did not say.
+// It decides nothing the plan did not say: it starts from the record the
+// plan was computed from, takes versions and arches typed from the actions,
+// and reads the disk only to check what it writes.
 package apply
 
 import (
@@ -18,11 +20,12 @@ import (
 	"time"
 
 	"github.com/nodeimage/reconcile/internal/binver"
+	"github.com/nodeimage/reconcile/internal/observe"
 	"github.com/nodeimage/reconcile/internal/pkgfile"
 	"github.com/nodeimage/reconcile/internal/pkgmgr"
 	"github.com/nodeimage/reconcile/internal/pkgversion"
 	"github.com/nodeimage/reconcile/internal/plan"
-	"github.com/nodeimage/reconcile/internal/platform"
+	"github.com/nodeimage/reconcile/internal/report"
 	"github.com/nodeimage/reconcile/internal/rootfs"
 	"github.com/nodeimage/reconcile/internal/state"
 )
@@ -34,7 +37,6 @@ type Options struct {
 	Logger   *slog.Logger
 	Parallel int // concurrent bake extractions; <1 means 1
 	Limits   pkgfile.Limits
-	Format   platform.Format // the distro's package format, for Fetch
 	// Progress, when set, is told how many bytes each extraction wrote and
 	// how long it took.
 	Progress func(a plan.Action, written int64, took time.Duration)
@@ -42,6 +44,12 @@ type Options struct {
 	// the process there.
 	AfterAction func(a plan.Action)
 }
+
+// Reason codes of the warnings of results.
+const (
+	CodeVersionNotReadable = "version_not_readable" // a baked binary names no version
+	CodeVersionMismatch    = "version_mismatch"     // a baked binary names another version
+)
 
 // ActionError is an action that failed; Action.ExitCode is its tool's code.
 type ActionError struct {
@@ -55,9 +63,10 @@ func (e *ActionError) Error() string {
 func (e *ActionError) Unwrap() error { return e.Err }
 
 // Apply runs the plan's actions in order; consecutive bake extractions run
-// in parallel. It stops at the first failure of an ordered action and
-// returns what was done so far with an *ActionError (joined, for parallel
-// extractions).
+// in parallel, consecutive installs share one record write before their
+// renames and one after. It stops at the first failure of an ordered action
+// and returns what was done so far with an *ActionError (joined, for
+// parallel extractions).
 func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) {
 	if err := p.Err(); err != nil {
 		return nil, err
@@ -68,48 +77,41 @@ func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) 
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	rec, err := state.LoadRecord(o.Root)
-	// A corrupt record was planned as empty (a warning in the plan): the
-	// first action that records rewrites it whole.
-	if err != nil && !errors.Is(err, state.ErrRecordCorrupt) {
-		return nil, err
-	}
-	r := &run{o: o, rec: rec}
-	var results []result
+	r := &run{o: o, rec: p.Record.Clone()}
+	var results []plan.Result
 	for i := 0; i < len(p.Actions); {
 		j := i + 1
-		if p.Actions[i].Versioned {
-			for j < len(p.Actions) && p.Actions[j].Versioned {
-				j++
-			}
+		for j < len(p.Actions) && grouped(p.Actions[i], p.Actions[j]) {
+			j++
 		}
-		batch := r.batch(ctx, p.Actions[i:j])
+		var batch []plan.Result
+		switch p.Actions[i].Op {
+		case plan.Install:
+			batch = r.installs(ctx, p.Actions[i:j])
+		case plan.Remove:
+			batch = r.removes(ctx, p.Actions[i:j])
+		default:
+			batch = r.batch(ctx, p.Actions[i:j])
+		}
 		results = append(results, batch...)
 		var errs []error
 		for _, res := range batch {
-			if res.err != nil {
-				errs = append(errs, res.err)
+			if res.Err != nil {
+				errs = append(errs, &ActionError{Action: res.Action, Err: res.Err})
 			}
 		}
 		if len(errs) > 0 {
-			return plainResults(results), errors.Join(errs...)
+			return results, errors.Join(errs...)
 		}
 		i = j
 	}
-	return plainResults(results), nil
+	return results, nil
 }
 
-type result struct {
-	plan.Result
-	err error
-}
-
-func plainResults(rs []result) []plan.Result {
-	out := make([]plan.Result, len(rs))
-	for i, r := range rs {
-		out[i] = r.Result
-	}
-	return out
+// grouped reports whether b joins a's group: bake extractions (run in
+// parallel), installs and removes (one record write for the group).
+func grouped(a, b plan.Action) bool {
+	return a.Op == b.Op && (a.Versioned && b.Versioned || a.Op == plan.Install || a.Op == plan.Remove)
 }
 
 type run struct {
@@ -118,40 +120,35 @@ type run struct {
 	rec state.Record
 }
 
-func (r *run) batch(ctx context.Context, actions []plan.Action) []result {
-	out := make([]result, len(actions))
+func (r *run) batch(ctx context.Context, actions []plan.Action) []plan.Result {
+	out := make([]plan.Result, len(actions))
 	sem := make(chan struct{}, r.o.Parallel)
 	var wg sync.WaitGroup
 	for i, a := range actions {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			out[i] = r.one(ctx, a)
+			out[i] = r.one(ctx, a, r.do)
 		})
 	}
 	wg.Wait()
 	return out
 }
 
-func (r *run) one(ctx context.Context, a plan.Action) result {
-	start := time.Now()
-	res := result{Result: plan.Result{Action: a, Start: start}}
-	if res.err = ctx.Err(); res.err == nil {
-		res.err = r.do(ctx, a, &res.Result)
+func (r *run) one(ctx context.Context, a plan.Action, do func(context.Context, plan.Action, *plan.Result) error) plan.Result {
+	res := plan.Result{Action: a, Start: time.Now()}
+	if res.Err = ctx.Err(); res.Err == nil {
+		res.Err = do(ctx, a, &res)
 	}
 	if r.o.AfterAction != nil {
 		r.o.AfterAction(a)
 	}
-	res.Duration = time.Since(start)
-	res.Millis = float64(res.Duration.Microseconds()) / 1000
+	res.Duration = time.Since(res.Start)
 	log := r.o.Logger.With("op", a.Op, "path", a.Path, "duration", res.Duration)
-	if res.err != nil {
-		// Result.String names the action; Error holds only the cause.
-		res.Error = res.err.Error()
-		res.err = &ActionError{Action: a, Err: res.err}
+	if res.Err != nil {
 		// Info, not Error: the caller reports the failure; this line is
 		// the trace --verbose asks for.
-		log.Info("action failed", "err", res.err)
+		log.Info("action failed", "err", res.Err)
 	} else {
 		log.Info("action done")
 	}
@@ -169,15 +166,7 @@ func (r *run) do(ctx context.Context, a plan.Action, res *plan.Result) error {
 		if err := r.o.Root.MkdirAll(rootfs.Rel(a.CacheDir), 0o755); err != nil {
 			return fmt.Errorf("creating %s: %w", a.CacheDir, err)
 		}
-		want, err := pkgversion.Parse(r.o.Format, a.PackageVersion)
-		if err != nil {
-			return err
-		}
-		arch, err := platform.ParseArch(a.Arch)
-		if err != nil {
-			return err
-		}
-		file, err := pkgmgr.Fetch(ctx, r.o.Manager, a.Package, want, arch, r.host(a.CacheDir))
+		file, err := pkgmgr.Fetch(ctx, r.o.Manager, a.Package, a.Version, a.Arch, observe.HostPath(r.o.Root, a.CacheDir))
 		if err != nil {
 			return err
 		}
@@ -186,35 +175,22 @@ func (r *run) do(ctx context.Context, a plan.Action, res *plan.Result) error {
 			return fmt.Errorf("%s fetched %s, outside %s", r.o.Manager.Name(), file, a.CacheDir)
 		}
 		return r.extract(ctx, a, "/"+filepath.ToSlash(rel), res)
-	case plan.Install:
-		return r.install(a)
-	case plan.Remove:
-		if err := r.o.Root.Remove(rootfs.Rel(a.Path)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		return r.forget(a.Path)
 	case plan.RemoveCache:
 		return r.removeCache(a.Path)
 	}
 	return fmt.Errorf("unknown action %q", a.Op)
 }
 
-// host is the path on this host of a path under the root.
-func (r *run) host(p string) string {
-	return filepath.Join(r.o.Root.Name(), filepath.FromSlash(rootfs.Rel(p)))
-}
-
 func (r *run) extract(ctx context.Context, a plan.Action, pkgPath string, res *plan.Result) error {
-	pkg, err := state.OpenPackage(r.o.Root, pkgPath, r.o.Limits)
+	pkg, err := observe.OpenPackage(r.o.Root, pkgPath, r.o.Limits)
 	if err != nil {
 		return err
 	}
 	// The plan chose this file by its metadata; check again in case the
 	// cache changed since.
-	want, err := pkgversion.Parse(pkg.Format, a.PackageVersion)
-	if err != nil || pkg.Name != a.Package || !pkgversion.Equal(pkg.Version, want) || !pkg.Arch.Runs(platform.Arch(a.Arch)) {
+	if pkg.Name != a.Package || !pkgversion.Equal(pkg.Version, a.Version) || !pkg.Arch.Runs(a.Arch) {
 		return fmt.Errorf("%s holds %s=%s (%s), not %s=%s (%s): the cache changed since planning",
-			pkgPath, pkg.Name, pkg.Version, pkg.Arch, a.Package, a.PackageVersion, a.Arch)
+			pkgPath, pkg.Name, pkg.Version, pkg.Arch, a.Package, a.Version, a.Arch)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -232,15 +208,15 @@ func (r *run) extract(ctx context.Context, a plan.Action, pkgPath string, res *p
 	if r.o.Progress != nil {
 		r.o.Progress(a, written.Size, time.Since(start))
 	}
-	var wantVersion *pkgversion.Version
+	var want *pkgversion.Version
 	if a.Versioned {
-		wantVersion = &want
+		want = &a.Version
 	}
-	info, err := readBinary(r.o.Root, stage, wantVersion)
+	info, err := readBinary(r.o.Root, stage, want)
 	if err != nil {
 		return fmt.Errorf("%s in %s (%s=%s): %w", entry.Name, pkgPath, pkg.Name, pkg.Version, err)
 	}
-	if err := info.CheckArch(platform.Arch(a.Arch)); err != nil {
+	if err := info.CheckArch(a.Arch); err != nil {
 		built := string(info.Arch)
 		if built == "" {
 			built = "an unknown machine"
@@ -260,17 +236,20 @@ func (r *run) extract(ctx context.Context, a plan.Action, pkgPath string, res *p
 		return err
 	}
 	b := state.Binary{
-		Tool: a.Tool, PackageVersion: a.PackageVersion, Arch: a.Arch,
+		Tool: a.Tool, PackageVersion: a.PackageVersion(), Arch: string(a.Arch),
 		Size: written.Size, SHA256: written.SHA256, ModTime: fi.ModTime(),
 		Source:  state.Source{File: pkgPath, Name: pkg.Name, Version: pkg.Version.String(), Arch: pkg.RawArch, Entry: entry.Name, Digest: entry.Digest},
 		Depends: pkg.Depends,
 	}
 	if a.Versioned {
-		b.Reported = info.Described()
+		b.Reported, res.Reported = info.Described(), info.Described()
+		warn := func(code, format string, args ...any) {
+			res.Warnings.Add(report.Item{Kind: report.Warning, Code: code, Path: a.Path, Tool: a.Tool, Entry: report.EntryIndex(a.Entry), Message: fmt.Sprintf(format, args...)})
+		}
 		if info.Version == "" {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("%s: %s (neither its Go build info nor its read-only data names %s)", a.Path, binver.NotReadable, want.Upstream))
-		} else if !want.ReportedIn(info.Version) {
-			res.Warnings = append(res.Warnings, fmt.Sprintf("%s names %s in its %s, not the manifest's version %s", a.Path, info.Version, info.From, want.Upstream))
+			warn(CodeVersionNotReadable, "%s: %s (neither its Go build info nor its read-only data names %s)", a.Path, binver.NotReadable, a.Version.Upstream)
+		} else if !a.Version.ReportedIn(info.Version) {
+			warn(CodeVersionMismatch, "%s names %s in its %s, not the manifest's version %s", a.Path, info.Version, info.From, a.Version.Upstream)
 		}
 	}
 	return r.remember(a.Path, b)
@@ -300,11 +279,10 @@ func (r *run) removeCache(dir string) error {
 		return err
 	}
 	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || !(strings.HasSuffix(name, ".deb") || strings.HasSuffix(name, ".rpm") || strings.HasPrefix(name, rootfs.TempPrefix)) {
+		if !observe.IsCacheFile(e) && !observe.IsTemp(e) {
 			continue
 		}
-		if err := r.o.Root.Remove(path.Join(rel, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := r.o.Root.Remove(path.Join(rel, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
@@ -318,54 +296,78 @@ func (r *run) removeCache(dir string) error {
 	return rootfs.SyncDir(r.o.Root, rootfs.Rel(path.Dir(dir)))
 }
 
-func (r *run) install(a plan.Action) error {
+// installs renames versioned binaries onto their targets. The record names
+// every target before the first rename (a rename keeps size and mtime), in
+// one write: a crash in between leaves a record that the next boot reads as
+// "target not in place, versioned binary intact" and simply renames again,
+// where the other order would leave an unrecorded target and no versioned
+// binary, and with the cache gone a fetch. One more write after the renames
+// forgets the versioned names. An install that fails takes its target and
+// those of the installs after it out of the record again.
+func (r *run) installs(ctx context.Context, actions []plan.Action) []plan.Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev := map[string]*state.Binary{}
+	for _, a := range actions {
+		if old, ok := r.rec.Files[a.Path]; ok {
+			prev[a.Path] = &old
+		} else {
+			prev[a.Path] = nil
+		}
+		if b, ok := r.rec.Files[a.From]; ok {
+			r.rec.Files[a.Path] = b
+		}
+	}
+	var out []plan.Result
+	if err := observe.SaveRecord(r.o.Root, r.rec); err != nil {
+		return []plan.Result{{Action: actions[0], Start: time.Now(), Err: err}}
+	}
+	failed := -1
+	for i, a := range actions {
+		res := r.one(ctx, a, r.install)
+		out = append(out, res)
+		if res.Err != nil {
+			failed = i
+			break
+		}
+	}
+	if failed >= 0 {
+		// The targets that did not change: neither may their records.
+		for _, a := range actions[failed:] {
+			if _, pending := r.rec.Files[a.From]; !pending {
+				continue // installed across filesystems: the record is right
+			}
+			if old := prev[a.Path]; old != nil {
+				r.rec.Files[a.Path] = *old
+			} else {
+				delete(r.rec.Files, a.Path)
+			}
+		}
+	}
+	for _, res := range out {
+		if res.Err == nil {
+			delete(r.rec.Files, res.Action.From)
+		}
+	}
+	if err := observe.SaveRecord(r.o.Root, r.rec); err != nil && failed < 0 {
+		out[len(out)-1].Err = err
+	}
+	return out
+}
+
+// install renames one versioned binary onto its target; r.mu is held.
+func (r *run) install(_ context.Context, a plan.Action, _ *plan.Result) error {
 	if err := rootfs.SetOwnerMode(r.o.Root, rootfs.Rel(a.From), 0o755); err != nil {
 		return err
 	}
 	if err := r.o.Root.MkdirAll(rootfs.Rel(path.Dir(a.Path)), 0o755); err != nil {
 		return err
 	}
-	// Record the target before the rename (a rename keeps size and mtime):
-	// a crash in between leaves a record that the next boot reads as "target
-	// not in place, versioned binary intact" and simply renames again, where
-	// the other order would leave an unrecorded target and no versioned
-	// binary, and with the cache gone a fetch.
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	b, recorded := r.rec.Files[a.From]
-	prev, hadPrev := r.rec.Files[a.Path]
-	if recorded {
-		r.rec.Files[a.Path] = b
-		if err := state.SaveRecord(r.o.Root, r.rec); err != nil {
-			return err
-		}
-	}
 	err := rootfs.Rename(r.o.Root, rootfs.Rel(a.From), rootfs.Rel(a.Path))
-	if err != nil {
-		// The target did not change: neither may its record.
-		if hadPrev {
-			r.rec.Files[a.Path] = prev
-		} else {
-			delete(r.rec.Files, a.Path)
-		}
-		if recorded && errors.Is(err, syscall.EXDEV) {
-			if err := r.installByCopy(a, b); err != nil {
-				// The record saved before the rename names the target:
-				// it must not outlive a copy that never made it.
-				return errors.Join(err, state.SaveRecord(r.o.Root, r.rec))
-			}
-			return nil
-		}
-		if serr := state.SaveRecord(r.o.Root, r.rec); serr != nil {
-			return errors.Join(err, serr)
-		}
-		return err
+	if b, recorded := r.rec.Files[a.From]; recorded && errors.Is(err, syscall.EXDEV) {
+		return r.installByCopy(a, b)
 	}
-	if !recorded {
-		return nil
-	}
-	delete(r.rec.Files, a.From)
-	return state.SaveRecord(r.o.Root, r.rec)
+	return err
 }
 
 // installByCopy is install for a target on another filesystem than the
@@ -375,7 +377,7 @@ func (r *run) install(a plan.Action) error {
 // versioned binary removed. A crash before the record is saved leaves the
 // versioned binary in place for the next boot to copy again. r.mu is held.
 func (r *run) installByCopy(a plan.Action, b state.Binary) error {
-	src, err := r.o.Root.Open(rootfs.Rel(a.From))
+	src, err := rootfs.OpenRegular(r.o.Root, rootfs.Rel(a.From))
 	if err != nil {
 		return err
 	}
@@ -396,31 +398,57 @@ func (r *run) installByCopy(a plan.Action, b state.Binary) error {
 	if err != nil {
 		return err
 	}
+	// The copy has its own mtime: record it before the versioned binary
+	// goes, so that the record never names a target that is not there nor
+	// loses the binary.
 	b.ModTime = fi.ModTime()
 	r.rec.Files[a.Path] = b
-	if err := state.SaveRecord(r.o.Root, r.rec); err != nil {
+	if err := observe.SaveRecord(r.o.Root, r.rec); err != nil {
 		return err
 	}
 	if err := r.o.Root.Remove(rootfs.Rel(a.From)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	delete(r.rec.Files, a.From)
-	return state.SaveRecord(r.o.Root, r.rec)
+	return nil
 }
 
 func (r *run) remember(p string, b state.Binary) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.rec.Files[p] = b
-	return state.SaveRecord(r.o.Root, r.rec)
+	return observe.SaveRecord(r.o.Root, r.rec)
 }
 
-func (r *run) forget(p string) error {
+// removes deletes files, then forgets the recorded ones in one record
+// write. A crash in between leaves record entries of files that are gone,
+// which nothing acts on; the other order would leave files no record names,
+// which boot leaves alone as someone else's.
+func (r *run) removes(ctx context.Context, actions []plan.Action) []plan.Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.rec.Files[p]; !ok {
-		return nil
+	var out []plan.Result
+	forgot := false
+	for _, a := range actions {
+		res := r.one(ctx, a, func(context.Context, plan.Action, *plan.Result) error {
+			if err := r.o.Root.Remove(rootfs.Rel(a.Path)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			if _, ok := r.rec.Files[a.Path]; ok {
+				delete(r.rec.Files, a.Path)
+				forgot = true
+			}
+			return nil
+		})
+		out = append(out, res)
+		if res.Err != nil {
+			break
+		}
 	}
-	delete(r.rec.Files, p)
-	return state.SaveRecord(r.o.Root, r.rec)
+	if forgot {
+		if err := observe.SaveRecord(r.o.Root, r.rec); err != nil && out[len(out)-1].Err == nil {
+			out[len(out)-1].Err = err
+		}
+	}
+	return out
 }

@@ -209,6 +209,12 @@ func TestBakeVerifyBootVerify(t *testing.T) {
 	}
 
 	env := map[string]string{"KUBERNETES_VERSION": "1.35.7"}
+	// KUBERNETES_VERSION in a build's environment does not turn verify of
+	// the baked image into a check of the boot targets.
+	r = run(t, env, append([]string{"--mode=verify"}, args...)...).must(t, ExitOK)
+	if !strings.Contains(r.stdout, "verify: checking the versioned binaries") {
+		t.Errorf("verify does not say what it checks:\n%s", r.stdout)
+	}
 	want := fileContent(t, filepath.Join(root, "opt/bin/kubelet-1.35.7"))
 	r = run(t, env, append([]string{"--mode=boot"}, args...)...).must(t, ExitOK)
 	if got := fileContent(t, filepath.Join(root, "opt/bin/kubelet")); !bytes.Equal(got, want) {
@@ -222,8 +228,9 @@ func TestBakeVerifyBootVerify(t *testing.T) {
 	if !strings.Contains(r.stdout, "> install kubelet 1.35.7-ubuntu24.04u1: rename /opt/bin/kubelet-1.35.7 to /opt/bin/kubelet") {
 		t.Errorf("boot output:\n%s", r.stdout)
 	}
-	r = run(t, env, append([]string{"--mode=verify", "--exec"}, args...)...).must(t, ExitOK)
-	if !strings.Contains(r.stdout, "ok   /opt/bin/kubectl (kubectl 1.35.7-ubuntu24.04u1)") {
+	r = run(t, env, append([]string{"--mode=verify", "--targets", "--exec"}, args...)...).must(t, ExitOK)
+	if !strings.Contains(r.stdout, "verify: checking the boot targets for Kubernetes 1.35.7") ||
+		!strings.Contains(r.stdout, "ok   /opt/bin/kubectl (kubectl 1.35.7-ubuntu24.04u1)") {
 		t.Errorf("verify of the targets:\n%s", r.stdout)
 	}
 	if ops := planOps(t, append([]string{"--mode=boot", "--k8s-version", "1.35.7"}, args...)...); len(ops) != 0 {

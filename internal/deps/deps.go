@@ -17,16 +17,12 @@ import (
 
 	"github.com/nodeimage/reconcile/internal/platform"
 	"github.com/nodeimage/reconcile/internal/rootfs"
+	"github.com/nodeimage/reconcile/internal/state"
 )
 
-// Result says which dependency strings are unsatisfied. Checked is false
-// when the node's package database could not be read (no dpkg status, no
-// rpm): then nothing is known to be missing.
-type Result struct {
-	Checked bool
-	Missing map[string]bool
-	Why     string // when !Checked
-}
+// Result says which dependency strings are unsatisfied, as the state the
+// plan reads.
+type Result = state.Deps
 
 // Check looks deps up in the package database under root: dpkg's status
 // file for deb, `rpm -q --whatprovides` for rpm. deps are as the package

@@ -1,17 +1,11 @@
-// Package state observes what is on disk under --root: versioned binaries,
-// boot targets, cached packages and the record of what bake produced.
+// Package state is what the disk under --root holds, as plain data: the
+// versioned binaries, boot targets, cached packages and the record of what
+// bake produced. Planning reads it; package observe fills it from the disk.
 package state
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
 	"time"
-
-	"github.com/nodeimage/reconcile/internal/rootfs"
 )
 
 // RecordPath is the state record, relative to the root.
@@ -41,7 +35,10 @@ type Binary struct {
 	// cloud disk costs seconds).
 	ModTime  time.Time `json:"mtime"`
 	Source   Source    `json:"source"`
-	Reported string    `json:"reported_version,omitempty"` // first line of its --version output
+	// Reported is the version the binary names in its build info or data,
+	// and where it was read ("v1.34.10 (build info)"), or "version not
+	// readable": bake never runs a binary to ask.
+	Reported string   `json:"reported_version,omitempty"`
 	Depends  []string  `json:"depends,omitempty"`
 }
 
@@ -74,61 +71,13 @@ func (b Binary) Matches(f File) bool {
 	return f.Regular && f.Size == b.Size && f.ModTime.Equal(b.ModTime)
 }
 
-// ErrRecordCorrupt is a record that cannot be read as one: bad JSON, data
-// after the JSON, too large, or not a regular file. Callers go on with an
-// empty record (everything is re-checked against packages) and say so: a
-// broken record never blocks a node.
-var ErrRecordCorrupt = errors.New("state record is corrupt")
 
-// maxRecord bounds the record: a thousand binaries take about 1 MB.
-const maxRecord = 16 << 20
-
-// LoadRecord reads the record; a missing one is an empty record. A corrupt
-// one is an empty record with an error wrapping ErrRecordCorrupt.
-func LoadRecord(root *os.Root) (Record, error) {
-	rec := Record{Format: RecordFormat, Files: map[string]Binary{}}
-	f, err := rootfs.OpenRegular(root, RecordPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		return rec, nil
+// Clone is a copy of r that shares nothing with it.
+func (r Record) Clone() Record {
+	c := Record{Format: r.Format, Files: make(map[string]Binary, len(r.Files))}
+	for p, b := range r.Files {
+		b.Depends = append([]string(nil), b.Depends...)
+		c.Files[p] = b
 	}
-	if errors.Is(err, rootfs.ErrNotRegular) {
-		return rec, fmt.Errorf("%w: %v", ErrRecordCorrupt, err)
-	}
-	if err != nil {
-		return rec, fmt.Errorf("reading state record: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxRecord+1))
-	if err != nil {
-		return rec, fmt.Errorf("reading state record /%s: %w", RecordPath, err)
-	}
-	if len(data) > maxRecord {
-		return rec, fmt.Errorf("%w: /%s is larger than %d MiB", ErrRecordCorrupt, RecordPath, maxRecord>>20)
-	}
-	var got Record
-	// Unmarshal, not a Decoder: data after the JSON document is corruption
-	// (a torn write, two records glued), never ignored.
-	if err := json.Unmarshal(data, &got); err != nil {
-		return rec, fmt.Errorf("%w: /%s: %v", ErrRecordCorrupt, RecordPath, err)
-	}
-	if got.Format != RecordFormat || got.Files == nil {
-		return rec, nil
-	}
-	return got, nil
-}
-
-// SaveRecord writes the record atomically.
-func SaveRecord(root *os.Root, rec Record) error {
-	data, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = rootfs.WriteAtomic(root, RecordPath, 0o644, func(w io.Writer) error {
-		_, err := w.Write(append(data, '\n'))
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("writing state record: %w", err)
-	}
-	return nil
+	return c
 }

@@ -1,4 +1,4 @@
-package state
+package observe
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+
+	"github.com/nodeimage/reconcile/internal/state"
 )
 
 func TestObserveAttributesVersionedBinaries(t *testing.T) {
@@ -25,12 +27,22 @@ func TestObserveAttributesVersionedBinaries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer root.Close()
-	st, err := Observe(context.Background(), root, Query{
+	q := state.Query{
 		Tools:     []string{"kube", "kube-proxy", "kubelet"},
 		BinDirs:   []string{"/opt/bin"},
 		CacheDirs: []string{"/opt/kubelet/downloads", "/opt/kubectl/downloads"},
 		TempDirs:  []string{"/opt/bin", "/var/lib/reconcile"},
-	})
+	}
+	st, err := Observe(context.Background(), root, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Listed, not opened, until a plan asks for the packages.
+	if pkgs := st.Cache["/opt/kubelet/downloads"]; len(pkgs) != 1 || !pkgs[0].Unopened || pkgs[0].Err != nil {
+		t.Errorf("cache %+v: want the .deb listed, unopened", pkgs)
+	}
+	q.Packages = q.CacheDirs
+	st, err = Observe(context.Background(), root, q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +82,7 @@ func TestCorruptRecordIsEmpty(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			os.MkdirAll(filepath.Join(dir, "var/lib/reconcile"), 0o755)
-			if err := write(filepath.Join(dir, RecordPath)); err != nil {
+			if err := write(filepath.Join(dir, state.RecordPath)); err != nil {
 				t.Fatal(err)
 			}
 			root, err := os.OpenRoot(dir)
@@ -82,7 +94,7 @@ func TestCorruptRecordIsEmpty(t *testing.T) {
 			if !errors.Is(err, ErrRecordCorrupt) || len(rec.Files) != 0 || rec.Files == nil {
 				t.Errorf("rec %+v, err = %v; want an empty record and ErrRecordCorrupt", rec, err)
 			}
-			st, err := Observe(context.Background(), root, Query{})
+			st, err := Observe(context.Background(), root, state.Query{})
 			if err != nil || !errors.Is(st.RecordErr, ErrRecordCorrupt) {
 				t.Errorf("observe: %v, RecordErr %v", err, st.RecordErr)
 			}
