@@ -33,13 +33,13 @@ type Binary struct {
 	// a rename keeps it, a rewrite changes it, and reading it needs no I/O on
 	// the file's data (the first read of a 100 MB binary on a lazily loaded
 	// cloud disk costs seconds).
-	ModTime  time.Time `json:"mtime"`
-	Source   Source    `json:"source"`
+	ModTime time.Time `json:"mtime"`
+	Source  Source    `json:"source"`
 	// Reported is the version the binary names in its build info or data,
 	// and where it was read ("v1.34.10 (build info)"), or "version not
 	// readable": bake never runs a binary to ask.
 	Reported string   `json:"reported_version,omitempty"`
-	Depends  []string  `json:"depends,omitempty"`
+	Depends  []string `json:"depends,omitempty"`
 }
 
 // Source is the package a binary came out of.
@@ -70,7 +70,6 @@ func Describe(tool, pkg, version, arch string) string {
 func (b Binary) Matches(f File) bool {
 	return f.Regular && f.Size == b.Size && f.ModTime.Equal(b.ModTime)
 }
-
 
 // Clone is a copy of r that shares nothing with it.
 func (r Record) Clone() Record {

@@ -54,11 +54,11 @@ type Package struct {
 	// packages only where the plan needs one (a boot from intact versioned
 	// binaries opens none).
 	Unopened bool
-	Name    string
-	Version pkgversion.Version
-	Arch    platform.Arch
-	Depends []string
-	Err     error
+	Name     string
+	Version  pkgversion.Version
+	Arch     platform.Arch
+	Depends  []string
+	Err      error
 }
 
 // Query says what to look at: observing reads only these.
@@ -70,10 +70,9 @@ type Query struct {
 	// Packages are the cache dirs (among CacheDirs) whose packages are
 	// opened and read.
 	Packages []string
-	TempDirs  []string // where a killed run may have left temp files, absolute
-	Hash      bool     // hash the regular files among Paths
+	TempDirs []string // where a killed run may have left temp files, absolute
+	Hash     bool     // hash the regular files among Paths
 	// DepsOf, when set, checks the dependencies of recorded binaries and
 	// cached packages against this package format's database under root.
 	DepsOf platform.Format
 }
-
