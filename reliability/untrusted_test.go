@@ -46,6 +46,7 @@ func hostileBinary(t testing.TB, version, marker string) []byte {
 
 import (
 	"os"
+	"strconv"
 	"time"
 )
 
@@ -57,8 +58,8 @@ func main() {
 		return
 	}
 	os.WriteFile(marker, []byte("ran\n"), 0o644)
-	os.StartProcess(os.Args[0], []string{os.Args[0], "child"}, &os.ProcAttr{Files: []*os.File{nil, os.Stdout, os.Stderr}})
-	os.Stdout.WriteString("Kubernetes " + gitVersion + "\n")
+	os.StartProcess(os.Args[0], []string{os.Args[0], "child"}, &os.ProcAttr{Files: []*os.File{os.Stdin, os.Stdout, os.Stderr}})
+	os.Stdout.WriteString("Kubernetes " + gitVersion + " env=" + strconv.Itoa(len(os.Environ())) + "\n")
 }
 `
 	writeFile(t, filepath.Join(dir, "main.go"), []byte(src), 0o644)
@@ -125,9 +126,12 @@ func TestBakeExecutesNothing(t *testing.T) {
 		t.Errorf("the record does not hold the version read from the binary:\n%s", data)
 	}
 	countUntrusted("exec")
-	r = run(t, nil, "--mode=verify", "--exec", "--root", root, "--arch", "amd64", manifest)
+	r = run(t, []string{"SECRET_TOKEN=x"}, "--mode=verify", "--exec", "--root", root, "--arch", "amd64", manifest)
 	if r.code != 0 || r.dur > 8*time.Second {
 		t.Fatalf("verify --exec of a binary whose child holds stdout: %s (in %s)", r, r.dur)
+	}
+	if !strings.Contains(r.stdout, `reports "Kubernetes v1.35.7 env=0"`) {
+		t.Errorf("verify --exec ran the binary with an environment:\n%s", r.stdout)
 	}
 	if _, err := os.Stat(marker); err == nil {
 		t.Error("verify --exec ran the binary outside the root")

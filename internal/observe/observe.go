@@ -149,7 +149,7 @@ func listTemps(st *state.State, root *os.Root, dir string) error {
 }
 
 // listBinDir attributes the versioned names in dir to their tools (see
-// VersionedTool).
+// state.VersionedTool).
 func listBinDir(st *state.State, root *os.Root, dir string, tools []string) error {
 	entries, err := fs.ReadDir(root.FS(), rootfs.Rel(dir))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -159,7 +159,7 @@ func listBinDir(st *state.State, root *os.Root, dir string, tools []string) erro
 		return fmt.Errorf("listing %s: %w", dir, err)
 	}
 	for _, e := range entries {
-		t, ok := VersionedTool(e.Name(), tools)
+		t, ok := state.VersionedTool(e.Name(), tools)
 		if !ok {
 			continue
 		}
@@ -174,19 +174,6 @@ func listBinDir(st *state.State, root *os.Root, dir string, tools []string) erro
 		}
 	}
 	return nil
-}
-
-// VersionedTool attributes "<tool>-<digit>…" to the longest tool name that
-// fits, so tool "kube" never claims "kube-proxy-1.2".
-func VersionedTool(name string, tools []string) (string, bool) {
-	best := ""
-	for _, t := range tools {
-		rest, ok := strings.CutPrefix(name, t+"-")
-		if ok && rest != "" && rest[0] >= '0' && rest[0] <= '9' && len(t) > len(best) {
-			best = t
-		}
-	}
-	return best, best != ""
 }
 
 // listCache lists the package files of dir, unopened.

@@ -2,6 +2,7 @@ package state
 
 import (
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/nodeimage/reconcile/internal/pkgversion"
@@ -75,4 +76,18 @@ type Query struct {
 	// DepsOf, when set, checks the dependencies of recorded binaries and
 	// cached packages against this package format's database under root.
 	DepsOf platform.Format
+}
+
+// VersionedTool attributes a file name "<tool>-<digit>…" to the longest
+// tool name that fits, so tool "kube" never claims "kube-proxy-1.2": the
+// one rule for observation and for manifest validation.
+func VersionedTool(name string, tools []string) (string, bool) {
+	best := ""
+	for _, t := range tools {
+		rest, ok := strings.CutPrefix(name, t+"-")
+		if ok && rest != "" && rest[0] >= '0' && rest[0] <= '9' && len(t) > len(best) {
+			best = t
+		}
+	}
+	return best, best != ""
 }

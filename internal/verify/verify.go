@@ -211,8 +211,12 @@ func run(ctx context.Context, root *os.Root, bin string, args []string) (string,
 		return "", err
 	}
 	err := cmd.Wait()
-	// What it left running in its group goes with it.
+	// What it left running in its group goes with it. A binary that
+	// answered and exited is not failed for a child that kept its stdout.
 	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil
+	}
 	if ctx.Err() != nil {
 		err = fmt.Errorf("no answer within 10s (killed): %w", ctx.Err())
 	}
