@@ -86,8 +86,14 @@ func (e *Error) Error() string {
 }
 
 // ExitCode is the first problem's code: boot reports the first tool that
-// failed, with the code node provisioning knows for it.
-func (e *Error) ExitCode() int { return e.Items[0].ExitCode }
+// failed, with the code node provisioning knows for it (1 for an Error
+// built without items or codes).
+func (e *Error) ExitCode() int {
+	if len(e.Items) == 0 || e.Items[0].ExitCode == 0 {
+		return 1
+	}
+	return e.Items[0].ExitCode
+}
 
 // Err returns the plan's problems as an *Error, or nil.
 func (p *Plan) Err() error {
