@@ -78,6 +78,11 @@ func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) 
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &run{o: o, rec: p.Record.Clone()}
+	if len(p.Forgotten) > 0 {
+		if err := observe.SaveRecord(o.Root, r.rec); err != nil {
+			return nil, err
+		}
+	}
 	var results []plan.Result
 	for i := 0; i < len(p.Actions); {
 		j := i + 1

@@ -53,8 +53,13 @@ type Plan struct {
 	// arch.
 	Applicable bool
 	// Record is the state record the plan was computed from (empty when the
-	// one on disk was corrupt): apply updates it, never reads the disk's.
+	// one on disk was corrupt), less Forgotten: apply updates it, never
+	// reads the disk's.
 	Record state.Record
+	// Forgotten are recorded paths that the disk no longer has (a run killed
+	// between a rename or removal and its record write): apply writes the
+	// record without them before anything else.
+	Forgotten []string
 }
 
 // Reason codes of the plan's report items.
@@ -72,6 +77,7 @@ const (
 	CodePackageMissing     = "package_missing"          // error: bake has no package for an entry
 	CodeVersionMissing     = "manifest_version_missing" // error: no entry serves the cluster version
 	CodeDepsCheckedAtFetch = "dependencies_not_checked_before_fetch"
+	CodeRecordEntryGone    = "record_entry_gone" // info: a recorded file is gone, forgotten
 )
 
 // Error is a plan with problems, as an error.
@@ -150,6 +156,7 @@ func Compute(m *manifest.Manifest, st *state.State, req Request) (*Plan, error) 
 	if st.RecordErr != nil {
 		p.add(report.Warning, CodeRecordCorrupt, "/"+state.RecordPath, nil, "%v: planned as if empty (every binary is checked against its package again, and the record is rewritten)", st.RecordErr)
 	}
+	p.forgetGone(entries, st)
 	for _, t := range st.Temps {
 		p.Actions = append(p.Actions, Action{Op: Remove, Entry: -1, Path: t, Reason: "temp file left by an interrupted run"})
 	}
@@ -366,6 +373,23 @@ func (p *Plan) noteUnused(entries []manifest.Entry, st *state.State) {
 			case searched[pkg.Name] && !used[pkg.File]:
 				p.add(report.Info, CodePackageUnused, pkg.File, nil, "ignored %s: it holds %s=%s (%s), which no entry for %s %s asks for",
 					pkg.File, pkg.Name, pkg.Version, pkg.Arch, p.Distro, p.Arch)
+			}
+		}
+	}
+}
+
+// forgetGone drops from the plan's record the entries' recorded paths that
+// were looked at and are not on disk.
+func (p *Plan) forgetGone(entries []manifest.Entry, st *state.State) {
+	for _, e := range entries {
+		for _, path := range []string{e.Versioned, e.Target} {
+			if _, recorded := p.Record.Files[path]; !recorded || slices.Contains(p.Forgotten, path) {
+				continue
+			}
+			if _, exists := st.Files[path]; !exists {
+				delete(p.Record.Files, path)
+				p.Forgotten = append(p.Forgotten, path)
+				p.add(report.Info, CodeRecordEntryGone, path, nil, "%s is in the state record but not on disk: forgotten", path)
 			}
 		}
 	}

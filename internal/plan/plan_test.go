@@ -145,6 +145,14 @@ func TestCompute(t *testing.T) {
 			edit: func(_ *plan.Request, st *state.State) {
 				st.Deps = state.Deps{Why: "no /var/lib/dpkg/status on this node"}
 			}},
+		// Killed between the rename of kubelet and the record write that
+		// forgets its versioned name: the plan forgets it, apply writes that.
+		{name: "boot-killed-after-rename", req: boot("1.35.7"), disk: bakedImage().
+			baked("kubelet", "1.35.7-ubuntu24.04u1", "/opt/bin/kubelet"),
+			edit: func(_ *plan.Request, st *state.State) {
+				delete(st.Files, "/opt/bin/kubelet-1.35.7")
+				st.Versioned["kubelet"] = []string{"/opt/bin/kubelet-1.34.10"}
+			}},
 		{name: "boot-unserved-version", req: boot("1.36.0"), disk: bakedImage(), empty: true},
 		{name: "other-distro", req: plan.Request{Mode: plan.Bake, Distro: platform.Distro{ID: "debian", VersionID: "12"}, Arch: platform.AMD64},
 			disk: newDisk(), empty: true},
