@@ -30,8 +30,8 @@ func countUntrusted(class string) {
 	}
 	untrusted.counts[class]++
 	c := untrusted.counts
-	line := fmt.Sprintf("untrusted input: %d runs that must execute nothing from a package, %d binaries of the wrong arch refused, %d foreign files in /opt/bin left alone, %d FIFOs where files belong met without blocking, %d corrupt records survived, %d SIGTERMs mid-bake exiting 6 with every target whole, %d dry-runs of a plan with problems exiting its run's code",
-		c["exec"], c["arch"], c["foreign"], c["fifo"], c["record"], c["signal"], c["problems"])
+	line := fmt.Sprintf("untrusted input: %d runs that must execute nothing from a package, %d binaries of the wrong arch refused, %d foreign files in /opt/bin left alone, %d FIFOs where files belong met without blocking, %d corrupt records survived, %d SIGTERMs mid-bake exiting 6 with every target whole, %d dry-runs of a plan with problems exiting its run's code, %d failed installs across filesystems leaving a true record",
+		c["exec"], c["arch"], c["foreign"], c["fifo"], c["record"], c["signal"], c["problems"], c["crossfs"])
 	untrusted.Unlock()
 	report("5 untrusted", "%s", line)
 }
@@ -376,4 +376,42 @@ func TestDryRunProblemsExitCode(t *testing.T) {
 	countUntrusted("problems")
 	run(t, nil, "--dry-run", "--detailed-exitcode", "--mode=boot", "--k8s-version", "1.34.1", "--root", root, "--arch", "amd64", manifest).must(t, 121)
 	countUntrusted("problems")
+}
+
+// TestCrossFilesystemInstallFails boots an image whose credential
+// provider's target is on a small filesystem of its own: the rename across
+// filesystems becomes a copy, which runs out of space. Boot exits with the
+// tool's code, and the record names no target that is not there; the
+// versioned binary stays for the next boot.
+func TestCrossFilesystemInstallFails(t *testing.T) {
+	t.Parallel()
+	s := scenario{name: "deb-crossfs", format: platform.Deb, distro: "ubuntu-24.04", comps: []component{
+		{tool: "kubelet", pkgVersion: "1.35.7-ubuntu24.04u1"},
+		{tool: "kubectl", pkgVersion: "1.35.7-ubuntu24.04u1"},
+		{tool: "azure-acr-credential-provider", pkgVersion: "1.35.8-ubuntu24.04u1", k8s: "1.35", pad: bigPad},
+	}}
+	root, manifest := newRoot(t, s)
+	run(t, nil, "--mode=bake", "--root", root, "--arch", "amd64", manifest).must(t, 0)
+	mountSmall(t, filepath.Join(root, "var/lib/kubelet/credential-provider"))
+	r := run(t, nil, "--mode=boot", "--k8s-version", bootK8s, "--root", root, "--arch", "amd64", manifest).must(t, 205)
+	if !strings.Contains(r.stderr, "across filesystems") || !strings.Contains(r.stderr, "no space left on device") {
+		t.Errorf("the error does not say the copy across filesystems ran out of space:\n%s", r.stderr)
+	}
+	rec, data, err := readRecord(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := snapshot(t, root)
+	for p := range rec.Files {
+		if _, ok := after[rel(p)]; !ok {
+			t.Errorf("the record names %s, which is not there:\n%s", p, data)
+		}
+	}
+	if _, ok := after["opt/bin/azure-acr-credential-provider-1.35.8"]; !ok {
+		t.Error("the versioned credential provider is gone: the next boot has nothing to install")
+	}
+	if temps := after.temps(); len(temps) > 0 {
+		t.Errorf("temp files left: %v", temps)
+	}
+	countUntrusted("crossfs")
 }

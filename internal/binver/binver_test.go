@@ -97,3 +97,13 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+// TestEveryArchHasAMachine: each architecture a manifest may name has its
+// ELF machine, so the arch check never passes a binary unchecked.
+func TestEveryArchHasAMachine(t *testing.T) {
+	for _, a := range platform.Arches {
+		if _, ok := binver.Machine(a); !ok {
+			t.Errorf("no ELF machine for %s", a)
+		}
+	}
+}
