@@ -75,7 +75,7 @@ run --mode=boot "${args[@]}"
 code=$?
 if ((code == 0)); then
 	# What is in place now, and that it runs: each binary reports its version.
-	run --mode=verify --exec "${args[@]}"
+	run --mode=verify --targets --exec "${args[@]}"
 	code=$?
 fi
 log "exit $code ($(meaning "$code")) after $((SECONDS - start))s"

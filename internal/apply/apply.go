@@ -1,5 +1,7 @@
 // Package apply carries out a plan under a root: a loop over its actions.
-// It decides nothing the plan did not say.
+// It decides nothing the plan did not say: it starts from the record the
+// plan was computed from, takes versions and arches typed from the actions,
+// and reads the disk only to check what it writes.
 package apply
 
 import (
@@ -10,19 +12,19 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/nodeimage/reconcile/internal/binver"
+	"github.com/nodeimage/reconcile/internal/observe"
 	"github.com/nodeimage/reconcile/internal/pkgfile"
 	"github.com/nodeimage/reconcile/internal/pkgmgr"
 	"github.com/nodeimage/reconcile/internal/pkgversion"
 	"github.com/nodeimage/reconcile/internal/plan"
-	"github.com/nodeimage/reconcile/internal/platform"
+	"github.com/nodeimage/reconcile/internal/report"
 	"github.com/nodeimage/reconcile/internal/rootfs"
 	"github.com/nodeimage/reconcile/internal/state"
 )
@@ -34,8 +36,6 @@ type Options struct {
 	Logger   *slog.Logger
 	Parallel int // concurrent bake extractions; <1 means 1
 	Limits   pkgfile.Limits
-	HostArch platform.Arch
-	Format   platform.Format // the distro's package format, for Fetch
 	// Progress, when set, is told how many bytes each extraction wrote and
 	// how long it took.
 	Progress func(a plan.Action, written int64, took time.Duration)
@@ -43,6 +43,12 @@ type Options struct {
 	// the process there.
 	AfterAction func(a plan.Action)
 }
+
+// Reason codes of the warnings of results.
+const (
+	CodeVersionNotReadable = "version_not_readable" // a baked binary names no version
+	CodeVersionMismatch    = "version_mismatch"     // a baked binary names another version
+)
 
 // ActionError is an action that failed; Action.ExitCode is its tool's code.
 type ActionError struct {
@@ -56,9 +62,10 @@ func (e *ActionError) Error() string {
 func (e *ActionError) Unwrap() error { return e.Err }
 
 // Apply runs the plan's actions in order; consecutive bake extractions run
-// in parallel. It stops at the first failure of an ordered action and
-// returns what was done so far with an *ActionError (joined, for parallel
-// extractions).
+// in parallel, consecutive installs share one record write before their
+// renames and one after. It stops at the first failure of an ordered action
+// and returns what was done so far with an *ActionError (joined, for
+// parallel extractions).
 func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) {
 	if err := p.Err(); err != nil {
 		return nil, err
@@ -69,46 +76,46 @@ func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) 
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	rec, err := state.LoadRecord(o.Root.FS())
-	if err != nil {
-		return nil, err
+	r := &run{o: o, rec: p.Record.Clone()}
+	if len(p.Forgotten) > 0 {
+		if err := observe.SaveRecord(o.Root, r.rec); err != nil {
+			return nil, err
+		}
 	}
-	r := &run{o: o, rec: rec}
-	var results []result
+	var results []plan.Result
 	for i := 0; i < len(p.Actions); {
 		j := i + 1
-		if p.Actions[i].Versioned {
-			for j < len(p.Actions) && p.Actions[j].Versioned {
-				j++
-			}
+		for j < len(p.Actions) && grouped(p.Actions[i], p.Actions[j]) {
+			j++
 		}
-		batch := r.batch(ctx, p.Actions[i:j])
+		var batch []plan.Result
+		switch p.Actions[i].Op {
+		case plan.Install:
+			batch = r.installs(ctx, p.Actions[i:j])
+		case plan.Remove:
+			batch = r.removes(ctx, p.Actions[i:j])
+		default:
+			batch = r.batch(ctx, p.Actions[i:j])
+		}
 		results = append(results, batch...)
 		var errs []error
 		for _, res := range batch {
-			if res.err != nil {
-				errs = append(errs, res.err)
+			if res.Err != nil {
+				errs = append(errs, &ActionError{Action: res.Action, Err: res.Err})
 			}
 		}
 		if len(errs) > 0 {
-			return plainResults(results), errors.Join(errs...)
+			return results, errors.Join(errs...)
 		}
 		i = j
 	}
-	return plainResults(results), nil
+	return results, nil
 }
 
-type result struct {
-	plan.Result
-	err error
-}
-
-func plainResults(rs []result) []plan.Result {
-	out := make([]plan.Result, len(rs))
-	for i, r := range rs {
-		out[i] = r.Result
-	}
-	return out
+// grouped reports whether b joins a's group: bake extractions (run in
+// parallel), installs and removes (one record write for the group).
+func grouped(a, b plan.Action) bool {
+	return a.Op == b.Op && (a.Versioned && b.Versioned || a.Op == plan.Install || a.Op == plan.Remove)
 }
 
 type run struct {
@@ -117,40 +124,35 @@ type run struct {
 	rec state.Record
 }
 
-func (r *run) batch(ctx context.Context, actions []plan.Action) []result {
-	out := make([]result, len(actions))
+func (r *run) batch(ctx context.Context, actions []plan.Action) []plan.Result {
+	out := make([]plan.Result, len(actions))
 	sem := make(chan struct{}, r.o.Parallel)
 	var wg sync.WaitGroup
 	for i, a := range actions {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			out[i] = r.one(ctx, a)
+			out[i] = r.one(ctx, a, r.do)
 		})
 	}
 	wg.Wait()
 	return out
 }
 
-func (r *run) one(ctx context.Context, a plan.Action) result {
-	start := time.Now()
-	res := result{Result: plan.Result{Action: a, Start: start}}
-	if res.err = ctx.Err(); res.err == nil {
-		res.err = r.do(ctx, a, &res.Result)
+func (r *run) one(ctx context.Context, a plan.Action, do func(context.Context, plan.Action, *plan.Result) error) plan.Result {
+	res := plan.Result{Action: a, Start: time.Now()}
+	if res.Err = ctx.Err(); res.Err == nil {
+		res.Err = do(ctx, a, &res)
 	}
 	if r.o.AfterAction != nil {
 		r.o.AfterAction(a)
 	}
-	res.Duration = time.Since(start)
-	res.Millis = float64(res.Duration.Microseconds()) / 1000
+	res.Duration = time.Since(res.Start)
 	log := r.o.Logger.With("op", a.Op, "path", a.Path, "duration", res.Duration)
-	if res.err != nil {
-		// Result.String names the action; Error holds only the cause.
-		res.Error = res.err.Error()
-		res.err = &ActionError{Action: a, Err: res.err}
+	if res.Err != nil {
 		// Info, not Error: the caller reports the failure; this line is
 		// the trace --verbose asks for.
-		log.Info("action failed", "err", res.err)
+		log.Info("action failed", "err", res.Err)
 	} else {
 		log.Info("action done")
 	}
@@ -165,89 +167,100 @@ func (r *run) do(ctx context.Context, a plan.Action, res *plan.Result) error {
 		if r.o.Manager == nil {
 			return errors.New("no package manager on this host to fetch with")
 		}
-		want, err := pkgversion.Parse(r.o.Format, a.PackageVersion)
-		if err != nil {
-			return err
-		}
-		arch, err := platform.ParseArch(a.Arch)
-		if err != nil {
-			return err
-		}
-		rel, err := pkgmgr.Fetch(ctx, r.o.Manager, a.Package, want, arch, r.o.Root, a.CacheDir)
+		rel, err := pkgmgr.Fetch(ctx, r.o.Manager, a.Package, a.Version, a.Arch, r.o.Root, a.CacheDir)
 		if err != nil {
 			return err
 		}
 		return r.extract(ctx, a, "/"+rel, res)
-	case plan.Install:
-		return r.install(a)
-	case plan.Remove:
-		if err := r.o.Root.Remove(rootfs.Rel(a.Path)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		return r.forget(a.Path)
 	case plan.RemoveCache:
 		return r.removeCache(a.Path)
 	}
 	return fmt.Errorf("unknown action %q", a.Op)
 }
 
-// host is the path on this host of a path under the root.
-func (r *run) host(p string) string {
-	return filepath.Join(r.o.Root.Name(), filepath.FromSlash(rootfs.Rel(p)))
-}
-
 func (r *run) extract(ctx context.Context, a plan.Action, pkgPath string, res *plan.Result) error {
-	pkg, err := pkgfile.OpenLimits(r.host(pkgPath), r.o.Limits)
+	pkg, err := observe.OpenPackage(r.o.Root, pkgPath, r.o.Limits)
 	if err != nil {
 		return err
 	}
 	// The plan chose this file by its metadata; check again in case the
 	// cache changed since.
-	want, err := pkgversion.Parse(pkg.Format, a.PackageVersion)
-	if err != nil || pkg.Name != a.Package || !pkgversion.Equal(pkg.Version, want) || !pkg.Arch.Runs(platform.Arch(a.Arch)) {
+	if pkg.Name != a.Package || !pkgversion.Equal(pkg.Version, a.Version) || !pkg.Arch.Runs(a.Arch) {
 		return fmt.Errorf("%s holds %s=%s (%s), not %s=%s (%s): the cache changed since planning",
-			pkgPath, pkg.Name, pkg.Version, pkg.Arch, a.Package, a.PackageVersion, a.Arch)
+			pkgPath, pkg.Name, pkg.Version, pkg.Arch, a.Package, a.Version, a.Arch)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	start := time.Now()
-	entry, written, err := pkg.ExtractTo(r.o.Root, rootfs.Rel(a.Path), a.Candidates)
+	// The binary goes to a temp name first: what it is (its ELF machine,
+	// its version) is read there, before it can replace the target.
+	dest := rootfs.Rel(a.Path)
+	stage := path.Join(path.Dir(dest), rootfs.TempPrefix+"stage-"+path.Base(dest))
+	entry, written, err := pkg.ExtractTo(r.o.Root, stage, a.Candidates)
 	if err != nil {
 		return err
 	}
+	defer r.o.Root.Remove(stage)
 	if r.o.Progress != nil {
 		r.o.Progress(a, written.Size, time.Since(start))
 	}
+	var want *pkgversion.Version
+	if a.Versioned {
+		want = &a.Version
+	}
+	info, err := readBinary(r.o.Root, stage, want)
+	if err != nil {
+		return fmt.Errorf("%s in %s (%s=%s): %w", entry.Name, pkgPath, pkg.Name, pkg.Version, err)
+	}
+	if err := info.CheckArch(a.Arch); err != nil {
+		built := string(info.Arch)
+		if built == "" {
+			built = "an unknown machine"
+		}
+		return fmt.Errorf("%s in %s (%s=%s, labelled %s) is built for %s (%w), not for the entry's %s: nothing installed",
+			entry.Name, pkgPath, pkg.Name, pkg.Version, pkg.RawArch, built, err, a.Arch)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := rootfs.Rename(r.o.Root, stage, dest); err != nil {
+		return err
+	}
 	res.Size, res.SHA256 = written.Size, written.SHA256
-	fi, err := r.o.Root.Lstat(rootfs.Rel(a.Path))
+	fi, err := r.o.Root.Lstat(dest)
 	if err != nil {
 		return err
 	}
 	b := state.Binary{
-		Tool: a.Tool, PackageVersion: a.PackageVersion, Arch: a.Arch,
+		Tool: a.Tool, PackageVersion: a.PackageVersion(), Arch: string(a.Arch),
 		Size: written.Size, SHA256: written.SHA256, ModTime: fi.ModTime(),
 		Source:  state.Source{File: pkgPath, Name: pkg.Name, Version: pkg.Version.String(), Arch: pkg.RawArch, Entry: entry.Name, Digest: entry.Digest},
 		Depends: pkg.Depends,
 	}
-	if a.Versioned && platform.Arch(a.Arch) == r.o.HostArch && len(a.VersionArgs) > 0 {
-		b.Reported, res.Warnings = r.reportedVersion(ctx, a)
+	if a.Versioned {
+		b.Reported, res.Reported = info.Described(), info.Described()
+		warn := func(code, format string, args ...any) {
+			res.Warnings.Add(report.Item{Kind: report.Warning, Code: code, Path: a.Path, Tool: a.Tool, Entry: report.EntryIndex(a.Entry), Message: fmt.Sprintf(format, args...)})
+		}
+		if info.Version == "" {
+			warn(CodeVersionNotReadable, "%s: %s (neither its Go build info nor its read-only data names %s)", a.Path, binver.NotReadable, a.Version.Upstream)
+		} else if !a.Version.ReportedIn(info.Version) {
+			warn(CodeVersionMismatch, "%s names %s in its %s, not the manifest's version %s", a.Path, info.Version, info.From, a.Version.Upstream)
+		}
 	}
 	return r.remember(a.Path, b)
 }
 
-// reportedVersion runs the binary to ask its version, and warns when the
-// answer does not hold the manifest's version: a package that carries a
-// binary of another version is a broken image, but not this tool's call.
-func (r *run) reportedVersion(ctx context.Context, a plan.Action) (string, []string) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, r.host(a.Path), a.VersionArgs...).Output()
-	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+// readBinary reads what the binary at name says of itself, without running
+// it.
+func readBinary(root *os.Root, name string, want *pkgversion.Version) (binver.Info, error) {
+	f, err := rootfs.OpenRegular(root, name)
 	if err != nil {
-		return first, []string{fmt.Sprintf("%s %s failed: %v", a.Path, strings.Join(a.VersionArgs, " "), err)}
+		return binver.Info{}, err
 	}
-	if v, err := pkgversion.Parse(r.o.Format, a.PackageVersion); err == nil && !v.ReportedIn(string(out)) {
-		return first, []string{fmt.Sprintf("%s reports %q, which does not contain the manifest's version %s", a.Path, first, v.Upstream)}
-	}
-	return first, nil
+	defer f.Close()
+	return binver.Read(f, want)
 }
 
 // removeCache deletes the packages in a cache dir, and the dir once empty.
@@ -263,11 +276,10 @@ func (r *run) removeCache(dir string) error {
 		return err
 	}
 	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || !(strings.HasSuffix(name, ".deb") || strings.HasSuffix(name, ".rpm") || strings.HasPrefix(name, rootfs.TempPrefix)) {
+		if !observe.IsCacheFile(e) && !observe.IsTemp(e) {
 			continue
 		}
-		if err := r.o.Root.Remove(path.Join(rel, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := r.o.Root.Remove(path.Join(rel, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
@@ -281,49 +293,78 @@ func (r *run) removeCache(dir string) error {
 	return rootfs.SyncDir(r.o.Root, rootfs.Rel(path.Dir(dir)))
 }
 
-func (r *run) install(a plan.Action) error {
+// installs renames versioned binaries onto their targets. The record names
+// every target before the first rename (a rename keeps size and mtime), in
+// one write: a crash in between leaves a record that the next boot reads as
+// "target not in place, versioned binary intact" and simply renames again,
+// where the other order would leave an unrecorded target and no versioned
+// binary, and with the cache gone a fetch. One more write after the renames
+// forgets the versioned names. An install that fails takes its target and
+// those of the installs after it out of the record again.
+func (r *run) installs(ctx context.Context, actions []plan.Action) []plan.Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev := map[string]*state.Binary{}
+	for _, a := range actions {
+		if old, ok := r.rec.Files[a.Path]; ok {
+			prev[a.Path] = &old
+		} else {
+			prev[a.Path] = nil
+		}
+		if b, ok := r.rec.Files[a.From]; ok {
+			r.rec.Files[a.Path] = b
+		}
+	}
+	var out []plan.Result
+	if err := observe.SaveRecord(r.o.Root, r.rec); err != nil {
+		return []plan.Result{{Action: actions[0], Start: time.Now(), Err: err}}
+	}
+	failed := -1
+	for i, a := range actions {
+		res := r.one(ctx, a, r.install)
+		out = append(out, res)
+		if res.Err != nil {
+			failed = i
+			break
+		}
+	}
+	if failed >= 0 {
+		// The targets that did not change: neither may their records.
+		for _, a := range actions[failed:] {
+			if _, pending := r.rec.Files[a.From]; !pending {
+				continue // installed across filesystems: the record is right
+			}
+			if old := prev[a.Path]; old != nil {
+				r.rec.Files[a.Path] = *old
+			} else {
+				delete(r.rec.Files, a.Path)
+			}
+		}
+	}
+	for _, res := range out {
+		if res.Err == nil {
+			delete(r.rec.Files, res.Action.From)
+		}
+	}
+	if err := observe.SaveRecord(r.o.Root, r.rec); err != nil && failed < 0 {
+		out[len(out)-1].Err = err
+	}
+	return out
+}
+
+// install renames one versioned binary onto its target; r.mu is held.
+func (r *run) install(_ context.Context, a plan.Action, _ *plan.Result) error {
 	if err := rootfs.SetOwnerMode(r.o.Root, rootfs.Rel(a.From), 0o755); err != nil {
 		return err
 	}
 	if err := r.o.Root.MkdirAll(rootfs.Rel(path.Dir(a.Path)), 0o755); err != nil {
 		return err
 	}
-	// Record the target before the rename (a rename keeps size and mtime):
-	// a crash in between leaves a record that the next boot reads as "target
-	// not in place, versioned binary intact" and simply renames again, where
-	// the other order would leave an unrecorded target and no versioned
-	// binary, and with the cache gone a fetch.
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	b, recorded := r.rec.Files[a.From]
-	prev, hadPrev := r.rec.Files[a.Path]
-	if recorded {
-		r.rec.Files[a.Path] = b
-		if err := state.SaveRecord(r.o.Root, r.rec); err != nil {
-			return err
-		}
-	}
 	err := rootfs.Rename(r.o.Root, rootfs.Rel(a.From), rootfs.Rel(a.Path))
-	if err != nil {
-		// The target did not change: neither may its record.
-		if hadPrev {
-			r.rec.Files[a.Path] = prev
-		} else {
-			delete(r.rec.Files, a.Path)
-		}
-		if recorded && errors.Is(err, syscall.EXDEV) {
-			return r.installByCopy(a, b)
-		}
-		if serr := state.SaveRecord(r.o.Root, r.rec); serr != nil {
-			return errors.Join(err, serr)
-		}
-		return err
+	if b, recorded := r.rec.Files[a.From]; recorded && errors.Is(err, syscall.EXDEV) {
+		return r.installByCopy(a, b)
 	}
-	if !recorded {
-		return nil
-	}
-	delete(r.rec.Files, a.From)
-	return state.SaveRecord(r.o.Root, r.rec)
+	return err
 }
 
 // installByCopy is install for a target on another filesystem than the
@@ -333,7 +374,7 @@ func (r *run) install(a plan.Action) error {
 // versioned binary removed. A crash before the record is saved leaves the
 // versioned binary in place for the next boot to copy again. r.mu is held.
 func (r *run) installByCopy(a plan.Action, b state.Binary) error {
-	src, err := r.o.Root.Open(rootfs.Rel(a.From))
+	src, err := rootfs.OpenRegular(r.o.Root, rootfs.Rel(a.From))
 	if err != nil {
 		return err
 	}
@@ -354,31 +395,57 @@ func (r *run) installByCopy(a plan.Action, b state.Binary) error {
 	if err != nil {
 		return err
 	}
+	// The copy has its own mtime: record it before the versioned binary
+	// goes, so that the record never names a target that is not there nor
+	// loses the binary.
 	b.ModTime = fi.ModTime()
 	r.rec.Files[a.Path] = b
-	if err := state.SaveRecord(r.o.Root, r.rec); err != nil {
+	if err := observe.SaveRecord(r.o.Root, r.rec); err != nil {
 		return err
 	}
 	if err := r.o.Root.Remove(rootfs.Rel(a.From)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	delete(r.rec.Files, a.From)
-	return state.SaveRecord(r.o.Root, r.rec)
+	return nil
 }
 
 func (r *run) remember(p string, b state.Binary) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.rec.Files[p] = b
-	return state.SaveRecord(r.o.Root, r.rec)
+	return observe.SaveRecord(r.o.Root, r.rec)
 }
 
-func (r *run) forget(p string) error {
+// removes deletes files, then forgets the recorded ones in one record
+// write. A crash in between leaves record entries of files that are gone,
+// which nothing acts on; the other order would leave files no record names,
+// which boot leaves alone as someone else's.
+func (r *run) removes(ctx context.Context, actions []plan.Action) []plan.Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.rec.Files[p]; !ok {
-		return nil
+	var out []plan.Result
+	forgot := false
+	for _, a := range actions {
+		res := r.one(ctx, a, func(context.Context, plan.Action, *plan.Result) error {
+			if err := r.o.Root.Remove(rootfs.Rel(a.Path)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			if _, ok := r.rec.Files[a.Path]; ok {
+				delete(r.rec.Files, a.Path)
+				forgot = true
+			}
+			return nil
+		})
+		out = append(out, res)
+		if res.Err != nil {
+			break
+		}
 	}
-	delete(r.rec.Files, p)
-	return state.SaveRecord(r.o.Root, r.rec)
+	if forgot {
+		if err := observe.SaveRecord(r.o.Root, r.rec); err != nil && out[len(out)-1].Err == nil {
+			out[len(out)-1].Err = err
+		}
+	}
+	return out
 }

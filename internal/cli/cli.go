@@ -5,7 +5,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,12 +22,13 @@ import (
 	"github.com/nodeimage/reconcile/internal/apply"
 	"github.com/nodeimage/reconcile/internal/events"
 	"github.com/nodeimage/reconcile/internal/manifest"
+	"github.com/nodeimage/reconcile/internal/observe"
 	"github.com/nodeimage/reconcile/internal/pkgfile"
 	"github.com/nodeimage/reconcile/internal/pkgmgr"
 	"github.com/nodeimage/reconcile/internal/plan"
 	"github.com/nodeimage/reconcile/internal/platform"
-	"github.com/nodeimage/reconcile/internal/state"
 	"github.com/nodeimage/reconcile/internal/verify"
+	"github.com/nodeimage/reconcile/internal/view"
 	"github.com/nodeimage/reconcile/manifests"
 )
 
@@ -44,6 +44,8 @@ type options struct {
 	verifyDigest     bool
 	requireDeps      bool
 	exec             bool
+	targets          bool // verify: the boot targets, not the versioned binaries
+	k8sVersionFlag   bool // --k8s-version was given (not only KUBERNETES_VERSION)
 	output           string
 	detailedExitcode bool
 	lockTimeout      time.Duration
@@ -85,6 +87,7 @@ func parse(args []string, getenv func(string) string, stdout io.Writer) (*option
 	fs.BoolVar(&o.verifyDigest, "verify-digest", false, "compare full sha256 digests")
 	fs.BoolVar(&o.requireDeps, "require-deps", false, "boot: fail when the node lacks a dependency of a package")
 	fs.BoolVar(&o.exec, "exec", false, "verify: run each binary's version command")
+	fs.BoolVar(&o.targets, "targets", false, "verify: check the boot targets for --k8s-version, not the versioned binaries")
 	fs.StringVar(&o.output, "output", "text", "text or json")
 	fs.BoolVar(&o.detailedExitcode, "detailed-exitcode", false, "dry-run: exit 5 when the plan has changes")
 	fs.DurationVar(&o.lockTimeout, "lock-timeout", 5*time.Minute, "how long to wait for another run's lock")
@@ -112,6 +115,7 @@ func parse(args []string, getenv func(string) string, stdout io.Writer) (*option
 		io.WriteString(stdout, helpText)
 		return nil, nil
 	}
+	fs.Visit(func(f *flag.Flag) { o.k8sVersionFlag = o.k8sVersionFlag || f.Name == "k8s-version" })
 	switch len(positional) {
 	case 0:
 	case 1:
@@ -168,13 +172,16 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	out := &usedWriter{Writer: stdout}
 	c := &command{o: o, log: logger, stdout: out, stderr: stderr, getenv: getenv}
 	code, err := c.run(ctx)
+	if err != nil && ctx.Err() != nil {
+		code, err = ExitInterrupted, fmt.Errorf("interrupted (%v): %w", context.Cause(ctx), err)
+	}
 	if err != nil {
 		// --output json prints one document: the plan or results (which
 		// carry the error) or, when the run failed before them, this.
 		if o.output == "json" && !out.used {
-			json.NewEncoder(stdout).Encode(map[string]any{"error": err.Error(), "exit_code": code})
+			view.ErrorJSON(stdout, err, code)
 		}
-		fmt.Fprintf(stderr, "reconcile: %v\n", err)
+		fmt.Fprintf(stderr, "reconcile: %s\n", view.Message(err))
 	}
 	return code
 }
@@ -228,27 +235,39 @@ func (c *command) run(ctx context.Context) (int, error) {
 	if req.Mode == plan.Verify {
 		return c.verify(ctx, root, m, req)
 	}
+	// A boot failure that is no one tool's (a lock it cannot open, a disk
+	// it cannot read) exits with the first tool's code: provisioning knows
+	// only those.
+	runFailure := ExitFailure
+	if entries := m.Entries(req.Distro, req.Arch); req.Mode == plan.Boot && len(entries) > 0 {
+		runFailure = entries[0].ExitCode
+	}
 	if !c.o.dryRun {
-		unlock, err := state.Lock(ctx, root, c.o.lockTimeout)
-		if errors.Is(err, state.ErrLocked) {
+		unlock, err := observe.Lock(ctx, root, c.o.lockTimeout)
+		if errors.Is(err, observe.ErrLocked) {
 			return ExitLocked, err
 		}
 		if err != nil {
-			return ExitFailure, err
+			return runFailure, err
 		}
 		defer unlock()
 	}
-	st, err := state.Observe(ctx, root, plan.Query(m, req))
+	p, err := c.plan(ctx, root, m, req)
 	if err != nil {
-		return ExitFailure, fmt.Errorf("observing %s: %w", c.o.root, err)
-	}
-	p, err := plan.Compute(m, st, req)
-	if err != nil {
-		return ExitBadInput, err
+		var bad *usageError
+		if errors.As(err, &bad) {
+			return ExitBadInput, err
+		}
+		return runFailure, fmt.Errorf("observing %s: %w", c.o.root, err)
 	}
 	if c.o.dryRun {
 		if err := c.printPlan(p, m); err != nil {
 			return ExitFailure, err
+		}
+		// The code the run would exit with: a plan with problems is no
+		// plan with changes.
+		if err := p.Err(); c.o.detailedExitcode && err != nil {
+			return planExit(req.Mode, err, runFailure), nil
 		}
 		if c.o.detailedExitcode && len(p.Actions) > 0 {
 			return ExitChanges, nil
@@ -256,17 +275,45 @@ func (c *command) run(ctx context.Context) (int, error) {
 		return ExitOK, nil
 	}
 	if err := p.Err(); err != nil {
+		code := planExit(req.Mode, err, runFailure)
 		c.printPlan(p, m)
-		return planExit(req.Mode, err), c.emit(root, p, nil, start, err)
+		return code, c.emit(root, p, nil, start, err)
 	}
-	results, err := apply.Apply(ctx, p, c.applyOptions(root, req, p))
-	if perr := c.printResults(p, results, err); perr != nil && err == nil {
-		err = perr
-	}
+	results, err := apply.Apply(ctx, p, c.applyOptions(root, p))
+	code := ExitOK
 	if err != nil {
-		return planExit(req.Mode, err), c.emit(root, p, results, start, err)
+		code = planExit(req.Mode, err, runFailure)
 	}
-	return ExitOK, c.emit(root, p, results, start, nil)
+	if perr := c.printResults(p, results, err, code); perr != nil && err == nil {
+		err, code = perr, ExitFailure
+	}
+	return code, c.emit(root, p, results, start, err)
+}
+
+// plan observes what the manifest's entries need and plans; when the plan
+// needs packages, it opens those caches (only those) and plans again, so a
+// boot from intact versioned binaries opens no package.
+func (c *command) plan(ctx context.Context, root *os.Root, m *manifest.Manifest, req plan.Request) (*plan.Plan, error) {
+	q := plan.Query(m, req)
+	st, err := observe.Observe(ctx, root, q)
+	if err != nil {
+		return nil, err
+	}
+	p, err := plan.Compute(m, st, req)
+	if err != nil {
+		return nil, &usageError{msg: err.Error()}
+	}
+	need := p.PackagesNeeded(st)
+	if len(need) == 0 {
+		return p, nil
+	}
+	if err := observe.OpenPackages(ctx, root, st, need, q.DepsOf); err != nil {
+		return nil, err
+	}
+	if p, err = plan.Compute(m, st, req); err != nil {
+		return nil, &usageError{msg: err.Error()}
+	}
+	return p, nil
 }
 
 // emit writes the provisioning events of a run, when asked for, and returns
@@ -276,37 +323,15 @@ func (c *command) emit(root *os.Root, p *plan.Plan, results []plan.Result, start
 	if c.o.eventsDir == "" {
 		return runErr
 	}
-	if err := c.writeEvents(root, p, results, start, runErr); err != nil {
+	w := events.Writer{Root: root, Dir: c.o.eventsDir}
+	var errs []error
+	for _, e := range view.Events(p, results, start, time.Now(), runErr) {
+		errs = append(errs, w.Write(e.Event, e.Start))
+	}
+	if err := errors.Join(errs...); err != nil {
 		c.log.Warn("writing provisioning events failed", "dir", c.o.eventsDir, "err", err)
 	}
 	return runErr
-}
-
-func (c *command) writeEvents(root *os.Root, p *plan.Plan, results []plan.Result, start time.Time, runErr error) error {
-	w := events.Writer{Root: root, Dir: c.o.eventsDir}
-	var errs []error
-	for _, r := range results {
-		msg := r.Action.String()
-		if r.Error != "" {
-			msg = r.Error
-		}
-		for _, warn := range r.Warnings {
-			msg += "; warning: " + warn
-		}
-		errs = append(errs, w.Write(events.New(r.Action.Task(p.Mode), r.Start, r.Start.Add(r.Duration), r.Error != "", msg), r.Start))
-	}
-	msg := fmt.Sprintf("%s %s %s: %s", p.Mode, p.Distro, p.Arch, plan.Summary(p.Actions))
-	if len(p.Actions) == 0 {
-		msg = fmt.Sprintf("%s %s %s: no changes", p.Mode, p.Distro, p.Arch)
-	}
-	if runErr != nil {
-		msg = runErr.Error()
-	}
-	for _, warn := range p.Warnings {
-		msg += "; warning: " + warn
-	}
-	errs = append(errs, w.Write(events.New("reconcile."+string(p.Mode), start, time.Now(), runErr != nil, msg), start))
-	return errors.Join(errs...)
 }
 
 func (c *command) loadManifest() (*manifest.Manifest, error) {
@@ -329,7 +354,7 @@ func (c *command) request(root *os.Root, m *manifest.Manifest) (plan.Request, er
 		if req.Distro, err = platform.ParseDistro(c.o.distro); err != nil {
 			return req, badInput("--distro: %v", err)
 		}
-	} else if req.Distro, err = state.DetectDistro(root); err != nil {
+	} else if req.Distro, err = observe.DetectDistro(root); err != nil {
 		return req, badInput("%v", err)
 	}
 	arch, err := platform.ParseArch(c.o.arch)
@@ -346,9 +371,17 @@ func (c *command) request(root *os.Root, m *manifest.Manifest) (plan.Request, er
 			c.manager, req.Manager = m, m.Name()
 		}
 	}
-	// Bake serves every version: a KUBERNETES_VERSION left in an image
-	// pipeline's environment is none of its business.
-	if c.o.k8sVersion != "" && req.Mode != plan.Bake {
+	// Bake serves every version, and verify checks the versioned binaries
+	// unless told to check the targets (--targets, or --k8s-version given
+	// on the command line): a KUBERNETES_VERSION left in an image
+	// pipeline's environment is none of their business.
+	if req.Mode == plan.Verify && c.o.k8sVersionFlag {
+		c.o.targets = true
+	}
+	if req.Mode == plan.Verify && c.o.targets && c.o.k8sVersion == "" {
+		return req, badInput("verify --targets needs the cluster version: --k8s-version or KUBERNETES_VERSION")
+	}
+	if c.o.k8sVersion != "" && (req.Mode == plan.Boot || req.Mode == plan.Verify && c.o.targets) {
 		if req.K8sVersion, err = manifest.ParseK8sVersion(c.o.k8sVersion); err != nil {
 			return req, badInput("--k8s-version (or KUBERNETES_VERSION): %v", err)
 		}
@@ -358,25 +391,25 @@ func (c *command) request(root *os.Root, m *manifest.Manifest) (plan.Request, er
 	return req, nil
 }
 
-func (c *command) applyOptions(root *os.Root, req plan.Request, p *plan.Plan) apply.Options {
+func (c *command) applyOptions(root *os.Root, p *plan.Plan) apply.Options {
 	o := apply.Options{
 		Root: root, Logger: c.log, Parallel: c.o.parallel, Limits: pkgfile.DefaultLimits,
-		HostArch: platform.Host(), Format: req.Distro.Format(),
 		AfterAction: crashHook(c.getenv), Manager: c.manager,
 	}
 	if f, ok := c.stderr.(*os.File); ok && c.o.output == "text" && term.IsTerminal(int(f.Fd())) {
 		var done atomic.Int64
 		total := len(p.Actions)
 		o.Progress = func(a plan.Action, n int64, took time.Duration) {
-			fmt.Fprintf(c.stderr, "[%d/%d] %s %s: %.1f MB in %s (%.0f MB/s)\n", done.Add(1), total, a.Tool, a.PackageVersion,
+			fmt.Fprintf(c.stderr, "[%d/%d] %s %s: %.1f MB in %s (%.0f MB/s)\n", done.Add(1), total, a.Tool, a.PackageVersion(),
 				float64(n)/1e6, took.Round(time.Millisecond), float64(n)/1e6/max(took.Seconds(), 1e-3))
 		}
 	}
 	return o
 }
 
-// planExit maps a failure to its exit code: at boot the failing tool's own.
-func planExit(mode plan.Mode, err error) int {
+// planExit maps a failure to its exit code: at boot the failing tool's own,
+// else runFailure.
+func planExit(mode plan.Mode, err error, runFailure int) int {
 	if mode != plan.Boot {
 		return ExitFailure
 	}
@@ -388,77 +421,42 @@ func planExit(mode plan.Mode, err error) int {
 	if errors.As(err, &ae) && ae.Action.ExitCode != 0 {
 		return ae.Action.ExitCode
 	}
-	return ExitFailure
+	return runFailure
 }
 
 func (c *command) printPlan(p *plan.Plan, m *manifest.Manifest) error {
 	if c.o.output == "json" {
-		return p.WriteJSON(c.stdout)
+		return view.PlanJSON(c.stdout, p)
 	}
-	return p.WriteText(c.stdout, m.Distros())
+	return view.PlanText(c.stdout, p, m.Distros())
 }
 
-func (c *command) printResults(p *plan.Plan, results []plan.Result, applyErr error) error {
+func (c *command) printResults(p *plan.Plan, results []plan.Result, applyErr error, code int) error {
 	if c.o.output == "json" {
-		doc := struct {
-			Plan    *plan.Plan    `json:"plan"`
-			Results []plan.Result `json:"results"`
-			Error   string        `json:"error,omitempty"`
-		}{p, results, ""}
-		if applyErr != nil {
-			doc.Error = applyErr.Error()
-		}
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(doc)
+		return view.AppliedJSON(c.stdout, p, results, applyErr, code)
 	}
-	if len(p.Actions) == 0 {
-		return p.WriteText(c.stdout, nil)
-	}
-	var b strings.Builder
-	for _, n := range p.Notes {
-		fmt.Fprintf(&b, "note: %s\n", n)
-	}
-	for _, w := range p.Warnings {
-		fmt.Fprintf(&b, "warning: %s\n", w)
-	}
-	for _, r := range results {
-		fmt.Fprintf(&b, "%s\n", r)
-	}
-	if applyErr == nil {
-		fmt.Fprintf(&b, "%s done: %s.\n", p.Mode, plan.Summary(p.Actions))
-	}
-	_, err := io.WriteString(c.stdout, b.String())
-	return err
+	return view.AppliedText(c.stdout, p, results, applyErr)
 }
 
 func (c *command) verify(ctx context.Context, root *os.Root, m *manifest.Manifest, req plan.Request) (int, error) {
-	checks, err := verify.Run(ctx, root, m, req.Distro, req.Arch, verify.Options{K8sVersion: req.K8sVersion, Exec: c.o.exec, HostArch: platform.Host()})
+	checks, err := verify.Run(ctx, root, m, req.Distro, req.Arch, verify.Options{Targets: c.o.targets, K8sVersion: req.K8sVersion, Exec: c.o.exec, HostArch: platform.Host()})
 	if err != nil {
 		return ExitFailure, err
 	}
-	failed := 0
-	for _, ch := range checks {
-		if !ch.OK {
-			failed++
-		}
+	v := view.Verify{Checked: view.CheckedVersioned, Checks: checks}
+	if c.o.targets {
+		v.Checked, v.K8sVersion = view.CheckedTargets, req.K8sVersion.String()
 	}
 	if c.o.output == "json" {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"checks": checks, "failed": failed}); err != nil {
-			return ExitFailure, err
-		}
+		err = view.VerifyJSON(c.stdout, v)
 	} else {
-		for _, ch := range checks {
-			fmt.Fprintln(c.stdout, ch)
-		}
+		err = view.VerifyText(c.stdout, v)
 	}
-	if failed > 0 {
+	if err != nil {
+		return ExitFailure, err
+	}
+	if failed := v.Failed(); failed > 0 {
 		return ExitVerify, fmt.Errorf("verify: %d of %d binaries differ from the manifest", failed, len(checks))
-	}
-	if c.o.output == "text" {
-		fmt.Fprintf(c.stdout, "verify: all %d binaries match the manifest.\n", len(checks))
 	}
 	return ExitOK, nil
 }

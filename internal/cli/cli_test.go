@@ -18,7 +18,6 @@ import (
 	"github.com/nodeimage/reconcile/internal/manifest"
 	"github.com/nodeimage/reconcile/internal/pkgbuild"
 	"github.com/nodeimage/reconcile/internal/platform"
-	"github.com/nodeimage/reconcile/internal/state"
 	"github.com/nodeimage/reconcile/manifests"
 )
 
@@ -212,6 +211,12 @@ func TestBakeVerifyBootVerify(t *testing.T) {
 	}
 
 	env := map[string]string{"KUBERNETES_VERSION": "1.35.7"}
+	// KUBERNETES_VERSION in a build's environment does not turn verify of
+	// the baked image into a check of the boot targets.
+	r = run(t, env, append([]string{"--mode=verify"}, args...)...).must(t, ExitOK)
+	if !strings.Contains(r.stdout, "verify: checking the versioned binaries") {
+		t.Errorf("verify does not say what it checks:\n%s", r.stdout)
+	}
 	want := fileContent(t, filepath.Join(root, "opt/bin/kubelet-1.35.7"))
 	r = run(t, env, append([]string{"--mode=boot"}, args...)...).must(t, ExitOK)
 	if got := fileContent(t, filepath.Join(root, "opt/bin/kubelet")); !bytes.Equal(got, want) {
@@ -225,8 +230,9 @@ func TestBakeVerifyBootVerify(t *testing.T) {
 	if !strings.Contains(r.stdout, "> install kubelet 1.35.7-ubuntu24.04u1: rename /opt/bin/kubelet-1.35.7 to /opt/bin/kubelet") {
 		t.Errorf("boot output:\n%s", r.stdout)
 	}
-	r = run(t, env, append([]string{"--mode=verify", "--exec"}, args...)...).must(t, ExitOK)
-	if !strings.Contains(r.stdout, "ok   /opt/bin/kubectl (kubectl 1.35.7-ubuntu24.04u1)") {
+	r = run(t, env, append([]string{"--mode=verify", "--targets", "--exec"}, args...)...).must(t, ExitOK)
+	if !strings.Contains(r.stdout, "verify: checking the boot targets for Kubernetes 1.35.7") ||
+		!strings.Contains(r.stdout, "ok   /opt/bin/kubectl (kubectl 1.35.7-ubuntu24.04u1)") {
 		t.Errorf("verify of the targets:\n%s", r.stdout)
 	}
 	if ops := planOps(t, append([]string{"--mode=boot", "--k8s-version", "1.35.7"}, args...)...); len(ops) != 0 {
@@ -360,10 +366,7 @@ func TestBakeIgnoresLyingAndForeignPackages(t *testing.T) {
 	if out := runBinary(t, filepath.Join(root, "opt/bin/kubelet-1.34.10")); out != "Kubernetes v1.34.10\n" {
 		t.Errorf("baked kubelet reports %q", out)
 	}
-	rec, err := state.LoadRecord(os.DirFS(root))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := loadRec(t, root)
 	if src := rec.Files["/opt/bin/kubelet-1.34.10"].Source.File; src != "/opt/kubelet/downloads/zz-real.deb" {
 		t.Errorf("record says the binary came from %q", src)
 	}
@@ -544,10 +547,7 @@ func TestBootFetchesExactVersionWithApt(t *testing.T) {
 			} else if m := elfMachine(t, target); m != "EM_AARCH64" {
 				t.Errorf("fetched an %s kubelet for arm64", m)
 			}
-			rec, err := state.LoadRecord(os.DirFS(root))
-			if err != nil {
-				t.Fatal(err)
-			}
+			rec := loadRec(t, root)
 			if got := rec.Files["/opt/bin/kubelet"].Source.Version; got != tc.k8s+"-1.1" {
 				t.Errorf("record: kubelet from package version %q", got)
 			}
@@ -873,10 +873,30 @@ func TestVerifyChecksTheELFMachine(t *testing.T) {
 		}
 		cache(t, root, tool, deb, "")
 	}
-	run(t, nil, "--mode=bake", "--root", root, "--arch", "arm64", manifest).must(t, ExitOK)
+	// Bake refuses the kubelet, naming the file, the package and both
+	// arches, and installs and records nothing of it.
+	b := run(t, nil, "--mode=bake", "--root", root, "--arch", "arm64", manifest).must(t, ExitFailure)
+	if !strings.Contains(b.stderr, "./usr/bin/kubelet in /opt/kubelet/downloads/kubelet_1.35.7-ubuntu24.04u1_arm64.deb (kubelet=1.35.7-ubuntu24.04u1, labelled arm64) is built for amd64") ||
+		!strings.Contains(b.stderr, "not for the entry's arm64") {
+		t.Errorf("bake:\n%s", b.stderr)
+	}
+	if exists(filepath.Join(root, "opt/bin/kubelet-1.35.7")) {
+		t.Error("the amd64 kubelet was installed as arm64")
+	}
+	if _, ok := loadRec(t, root).Files["/opt/bin/kubelet-1.35.7"]; ok {
+		t.Error("the refused kubelet is in the record")
+	}
 	r := run(t, nil, "--mode=verify", "--root", root, "--arch", "arm64", manifest).must(t, ExitVerify)
-	if !strings.Contains(r.stdout, "FAIL /opt/bin/kubelet-1.35.7 (kubelet 1.35.7-ubuntu24.04u1): ELF machine EM_X86_64, want EM_AARCH64 for arm64") ||
-		!strings.Contains(r.stdout, "ok   /opt/bin/kubectl-1.35.7") {
+	if !strings.Contains(r.stdout, "FAIL /opt/bin/kubelet-1.35.7") || !strings.Contains(r.stdout, "ok   /opt/bin/kubectl-1.35.7") {
+		t.Errorf("verify:\n%s", r.stdout)
+	}
+	// Verify reads the machine too: an amd64 binary planted in the place
+	// of the recorded arm64 kubectl fails it.
+	if err := os.WriteFile(filepath.Join(root, "opt/bin/kubectl-1.35.7"), amd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, nil, "--mode=verify", "--root", root, "--arch", "arm64", manifest).must(t, ExitVerify)
+	if !strings.Contains(r.stdout, "ELF machine EM_X86_64, want EM_AARCH64 for arm64") {
 		t.Errorf("verify:\n%s", r.stdout)
 	}
 }

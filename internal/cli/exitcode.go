@@ -10,4 +10,9 @@ const (
 	ExitVerify   = 3 // verify found the disk differs from the manifest
 	ExitLocked   = 4 // another run held the lock for the whole --lock-timeout
 	ExitChanges  = 5 // --dry-run --detailed-exitcode: the plan has changes
+	// ExitInterrupted is a run stopped by SIGTERM or SIGINT: its temp files
+	// are removed and every target is whole (the old binary or the new).
+	ExitInterrupted = 6
 )
+
+// Manifest exitCodes are 7–255: 0–6 are reconcile's own.

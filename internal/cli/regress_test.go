@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodeimage/reconcile/internal/observe"
 	"github.com/nodeimage/reconcile/internal/state"
 )
 
@@ -18,7 +19,7 @@ func loadRec(t *testing.T, root string) state.Record {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	rec, err := state.LoadRecord(r.FS())
+	rec, err := observe.LoadRecord(r)
 	if err != nil {
 		t.Fatal(err)
 	}

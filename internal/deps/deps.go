@@ -16,16 +16,13 @@ import (
 	"strings"
 
 	"github.com/nodeimage/reconcile/internal/platform"
+	"github.com/nodeimage/reconcile/internal/rootfs"
+	"github.com/nodeimage/reconcile/internal/state"
 )
 
-// Result says which dependency strings are unsatisfied. Checked is false
-// when the node's package database could not be read (no dpkg status, no
-// rpm): then nothing is known to be missing.
-type Result struct {
-	Checked bool
-	Missing map[string]bool
-	Why     string // when !Checked
-}
+// Result says which dependency strings are unsatisfied, as the state the
+// plan reads.
+type Result = state.Deps
 
 // Check looks deps up in the package database under root: dpkg's status
 // file for deb, `rpm -q --whatprovides` for rpm. deps are as the package
@@ -43,9 +40,14 @@ func Check(ctx context.Context, root *os.Root, f platform.Format, deps []string)
 const dpkgStatus = "var/lib/dpkg/status"
 
 func checkDeb(root *os.Root, deps []string) (Result, error) {
-	st, err := root.Open(dpkgStatus)
+	st, err := rootfs.OpenRegular(root, dpkgStatus)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Result{Why: "no /" + dpkgStatus + " on this node"}, nil
+	}
+	// The database only feeds warnings: one that is no regular file (a
+	// FIFO would block the run) leaves the dependencies unchecked.
+	if errors.Is(err, rootfs.ErrNotRegular) {
+		return Result{Why: "/" + dpkgStatus + " is not a regular file"}, nil
 	}
 	if err != nil {
 		return Result{}, fmt.Errorf("reading /%s: %w", dpkgStatus, err)

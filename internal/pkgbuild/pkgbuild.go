@@ -206,6 +206,11 @@ var binaries sync.Map // "arch version" → []byte
 
 // Binary returns a real static ELF for arch that prints
 // "Kubernetes v<version>" whatever its arguments, like kubelet --version.
+// It is built as Kubernetes builds its binaries: the version is set with
+// -ldflags "-X k8s.io/component-base/version.gitVersion=v<version>", so
+// the Go build info and the read-only data name it. No -trimpath: with it,
+// the go command leaves -ldflags out of the build info, and the version is
+// then read from the data alone (which TestReadData covers).
 func Binary(arch platform.Arch, version string) ([]byte, error) {
 	key := string(arch) + " " + version
 	if b, ok := binaries.Load(key); ok {
@@ -216,15 +221,16 @@ func Binary(arch platform.Arch, version string) ([]byte, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	src := "package main\n\nimport \"os\"\n\nvar version string\n\nfunc main() { os.Stdout.WriteString(\"Kubernetes v\" + version + \"\\n\") }\n"
-	if err := writeFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
-		return nil, err
+	files := map[string][]byte{
+		"go.mod":             []byte("module k8s.io/component-base\n\ngo 1.22\n"),
+		"main.go":            []byte("package main\n\nimport (\n\t\"os\"\n\n\t\"k8s.io/component-base/version\"\n)\n\nfunc main() { os.Stdout.WriteString(\"Kubernetes \" + version.Get() + \"\\n\") }\n"),
+		"version/version.go": []byte("package version\n\nvar gitVersion = \"v0.0.0-master+$Format:%H$\"\n\n// Get is the version the build set.\nfunc Get() string { return gitVersion }\n"),
 	}
-	if err := writeFile(filepath.Join(dir, "go.mod"), []byte("module fakebin\n\ngo 1.22\n"), 0o644); err != nil {
+	if err := writeFiles(dir, files); err != nil {
 		return nil, err
 	}
 	out := filepath.Join(dir, "bin")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+version, "-o", out, ".")
+	cmd := exec.Command("go", "build", "-ldflags", "-s -w -X k8s.io/component-base/version.gitVersion=v"+version, "-o", out, ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+string(arch), "GOFLAGS=-mod=mod", "GOWORK=off")
 	if msg, err := cmd.CombinedOutput(); err != nil {

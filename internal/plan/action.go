@@ -7,6 +7,10 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/nodeimage/reconcile/internal/pkgversion"
+	"github.com/nodeimage/reconcile/internal/platform"
+	"github.com/nodeimage/reconcile/internal/report"
 )
 
 // Op is what an action does.
@@ -28,28 +32,35 @@ const (
 
 // Action is one step. Reason is for people; apply never reads it.
 type Action struct {
-	Op             Op       `json:"op"`
-	Tool           string   `json:"tool,omitempty"`
-	Entry          int      `json:"entry"` // index in the manifest's components, -1 for none
-	Package        string   `json:"package,omitempty"`
-	PackageVersion string   `json:"package_version,omitempty"`
-	Arch           string   `json:"arch,omitempty"`
-	PackageFile    string   `json:"package_file,omitempty"` // Extract: the cached package; "" in a plan with a problem
-	Candidates     []string `json:"candidates,omitempty"`   // Extract, Fetch: paths inside the package, first found wins
-	From           string   `json:"from,omitempty"`         // Install
-	Path           string   `json:"path"`
-	CacheDir       string   `json:"cache_dir,omitempty"` // Fetch, Extract
-	Manager        string   `json:"manager,omitempty"`   // Fetch
-	// Versioned marks an Extract that writes a versioned binary (bake), so
-	// apply records it and checks what it says of its version.
-	Versioned bool `json:"versioned,omitempty"`
-	// VersionArgs make the binary print its version (bake checks it when the
-	// binary runs on this host).
-	VersionArgs []string `json:"version_args,omitempty"`
+	Op      Op
+	Tool    string
+	Entry   int // index in the manifest's components, -1 for none
+	Package string
+	Version pkgversion.Version // the package version, typed: apply parses nothing
+	Arch    platform.Arch
+	// PackageFile is the cached package of an Extract; "" in a plan with a
+	// problem.
+	PackageFile string
+	Candidates  []string // Extract, Fetch: paths inside the package, first found wins
+	From        string   // Install
+	Path        string
+	CacheDir    string // Fetch, Extract
+	Manager     string // Fetch
+	// Versioned marks an Extract that writes a versioned binary (bake): apply
+	// records it with the version read from the binary.
+	Versioned bool
 	// Depends are the package's dependencies, for the warnings of boot.
-	Depends  []string `json:"depends,omitempty"`
-	ExitCode int      `json:"exit_code"` // the failure code of the tool this action serves
-	Reason   string   `json:"reason,omitempty"`
+	Depends  []string
+	ExitCode int // the failure code of the tool this action serves
+	Reason   string
+}
+
+// PackageVersion is the version as the package writes it.
+func (a Action) PackageVersion() string {
+	if a.Version.Format == "" {
+		return ""
+	}
+	return a.Version.String()
 }
 
 // Task is the action's stable name in provisioning events:
@@ -64,7 +75,7 @@ func (a Action) Task(mode Mode) string {
 
 // String is the action's one-line human form.
 func (a Action) String() string {
-	pv := fmt.Sprintf("%s=%s (%s)", a.Package, a.PackageVersion, a.Arch)
+	pv := fmt.Sprintf("%s=%s (%s)", a.Package, a.PackageVersion(), a.Arch)
 	switch a.Op {
 	case Extract:
 		from := a.PackageFile
@@ -73,7 +84,7 @@ func (a Action) String() string {
 		}
 		return fmt.Sprintf("+ extract %s to %s from %s", pv, a.Path, from)
 	case Install:
-		return fmt.Sprintf("> install %s %s: rename %s to %s", a.Tool, a.PackageVersion, a.From, a.Path)
+		return fmt.Sprintf("> install %s %s: rename %s to %s", a.Tool, a.PackageVersion(), a.From, a.Path)
 	case Fetch:
 		return fmt.Sprintf("+ fetch %s with %s into %s, extract to %s", pv, a.Manager, a.CacheDir, a.Path)
 	case Remove:
@@ -86,25 +97,29 @@ func (a Action) String() string {
 
 // Result is what applying one action did.
 type Result struct {
-	Action   Action        `json:"action"`
-	Start    time.Time     `json:"start"`
-	Duration time.Duration `json:"-"`
-	Millis   float64       `json:"duration_ms"`
-	Size     int64         `json:"size,omitempty"`
-	SHA256   string        `json:"sha256,omitempty"`
-	Warnings []string      `json:"warnings,omitempty"`
-	Error    string        `json:"error,omitempty"`
+	Action   Action
+	Start    time.Time
+	Duration time.Duration
+	Size     int64
+	SHA256   string
+	// Reported is the version read from a baked binary, or
+	// binver.NotReadable.
+	Reported string
+	Warnings report.Report
+	Err      error
 }
 
-func (r Result) String() string {
-	var b strings.Builder
-	if r.Error != "" {
-		fmt.Fprintf(&b, "FAILED %s: %s", r.Action, r.Error)
-	} else {
-		fmt.Fprintf(&b, "%s (%s)", r.Action, r.Duration.Round(time.Millisecond))
+// Summary counts actions by op: "2 to extract, 1 to remove".
+func Summary(actions []Action) string {
+	counts := map[Op]int{}
+	for _, a := range actions {
+		counts[a.Op]++
 	}
-	for _, w := range r.Warnings {
-		fmt.Fprintf(&b, "\n    warning: %s", w)
+	var parts []string
+	for _, op := range []Op{Extract, Install, Fetch, Remove, RemoveCache} {
+		if counts[op] > 0 {
+			parts = append(parts, fmt.Sprintf("%d to %s", counts[op], strings.ReplaceAll(string(op), "_", " ")))
+		}
 	}
-	return b.String()
+	return strings.Join(parts, ", ")
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nodeimage/reconcile/internal/manifest"
 	"github.com/nodeimage/reconcile/internal/pkgversion"
 	"github.com/nodeimage/reconcile/internal/platform"
+	"github.com/nodeimage/reconcile/internal/report"
 	"github.com/nodeimage/reconcile/internal/state"
 )
 
@@ -22,9 +23,6 @@ const (
 	Boot   Mode = "boot"
 	Verify Mode = "verify"
 )
-
-// FormatVersion is the version of the plan's JSON form.
-const FormatVersion = "1"
 
 // Request is everything besides the manifest and the disk that decides the plan.
 type Request struct {
@@ -39,61 +37,90 @@ type Request struct {
 	Manager        string          // the package manager's name, for Fetch actions
 }
 
-// Plan is the list of actions that brings the disk to the manifest.
+// Plan is the list of actions that brings the disk to the manifest, and
+// everything apply needs to carry it out: apply reads nothing else.
 type Plan struct {
-	FormatVersion string   `json:"format_version"`
-	Mode          Mode     `json:"mode"`
-	Distro        string   `json:"distro"`
-	Arch          string   `json:"arch"`
-	K8sVersion    string   `json:"k8s_version,omitempty"`
-	Actions       []Action `json:"actions"`
-	// Notes say what was looked at and not used (a cached package of
-	// another version, a tampered binary): for people reading the plan.
-	Notes []string `json:"notes,omitempty"`
-	// Warnings need a person's attention but do not stop apply: a
-	// dependency the node lacks.
-	Warnings []string `json:"warnings,omitempty"`
-	// Problems are entries the plan cannot satisfy; apply refuses a plan
-	// that has any.
-	Problems []Problem `json:"problems,omitempty"`
+	Mode       Mode
+	Distro     string
+	Arch       string
+	K8sVersion string // boot
+	Actions    []Action
+	// Report holds what planning found: notes (what was looked at and not
+	// used), warnings (a person's attention, apply goes on) and errors
+	// (entries the disk cannot satisfy; apply refuses the plan).
+	Report report.Report
 	// Applicable is false when the manifest has nothing for this distro and
 	// arch.
-	Applicable bool `json:"applicable"`
+	Applicable bool
+	// Record is the state record the plan was computed from (empty when the
+	// one on disk was corrupt), less Forgotten: apply updates it, never
+	// reads the disk's.
+	Record state.Record
+	// Forgotten are recorded paths that the disk no longer has (a run killed
+	// between a rename or removal and its record write): apply writes the
+	// record without them before anything else.
+	Forgotten []string
 }
 
-// Problem is an entry the disk cannot satisfy.
-type Problem struct {
-	Tool     string `json:"tool"`
-	Entry    int    `json:"entry"`
-	ExitCode int    `json:"exit_code"`
-	Message  string `json:"message"`
-}
+// Reason codes of the plan's report items.
+const (
+	CodeTempFile           = "temp_file"                // info: a killed run's temp file, removed
+	CodeNotInRecord        = "not_in_record"            // info: a file reconcile did not write, replaced
+	CodeRecordOther        = "record_other_binary"      // info: the record says another binary is there
+	CodeRecordMismatch     = "record_mismatch"          // info: size, mtime or digest differ from the record
+	CodeForeignFile        = "foreign_file"             // info: a versioned-looking name reconcile did not write, left alone
+	CodePackageUnreadable  = "package_unreadable"       // info: a cached package that cannot be read
+	CodePackageUnused      = "package_unused"           // info: a cached package no entry asks for
+	CodeRecordCorrupt      = "record_corrupt"           // warning: the record could not be read, planned as empty
+	CodeDependencyMissing  = "dependency_missing"       // warning, or error with RequireDeps
+	CodeDepsUnchecked      = "dependencies_unchecked"   // warning, or error with RequireDeps
+	CodePackageMissing     = "package_missing"          // error: bake has no package for an entry
+	CodeVersionMissing     = "manifest_version_missing" // error: no entry serves the cluster version
+	CodeDepsCheckedAtFetch = "dependencies_not_checked_before_fetch"
+	CodeRecordEntryGone    = "record_entry_gone" // info: a recorded file is gone, forgotten
+)
 
 // Error is a plan with problems, as an error.
-type Error struct{ Problems []Problem }
+type Error struct{ Items report.Report }
 
 func (e *Error) Error() string {
-	msgs := make([]string, len(e.Problems))
-	for i, p := range e.Problems {
-		msgs[i] = p.Message
+	msgs := make([]string, len(e.Items))
+	for i, it := range e.Items {
+		msgs[i] = it.Message
 	}
 	return strings.Join(msgs, "\n")
 }
 
 // ExitCode is the first problem's code: boot reports the first tool that
-// failed, with the code node provisioning knows for it.
-func (e *Error) ExitCode() int { return e.Problems[0].ExitCode }
+// failed, with the code node provisioning knows for it (1 for an Error
+// built without items or codes).
+func (e *Error) ExitCode() int {
+	if len(e.Items) == 0 || e.Items[0].ExitCode == 0 {
+		return 1
+	}
+	return e.Items[0].ExitCode
+}
 
 // Err returns the plan's problems as an *Error, or nil.
 func (p *Plan) Err() error {
-	if len(p.Problems) == 0 {
-		return nil
+	if errs := p.Report.Of(report.Error); len(errs) > 0 {
+		return &Error{Items: errs}
 	}
-	return &Error{Problems: p.Problems}
+	return nil
+}
+
+func (p *Plan) add(kind report.Kind, code, path string, e *manifest.Entry, format string, args ...any) {
+	it := report.Item{Kind: kind, Code: code, Path: path, Message: fmt.Sprintf(format, args...)}
+	if e != nil {
+		it.Tool, it.Entry, it.ExitCode = e.Tool, report.EntryIndex(e.Index), e.ExitCode
+	}
+	p.Report.Add(it)
 }
 
 // Query is what Compute needs observed.
 func Query(m *manifest.Manifest, req Request) state.Query {
+	// Packages stay unopened: PackagesNeeded says which caches a first plan
+	// needs read.
 	q := state.Query{Hash: req.VerifyDigest, BinDirs: []string{manifest.BinDir}}
 	// Every directory reconcile writes into may hold a killed run's temp file.
 	temps := []string{manifest.BinDir, path.Dir("/" + state.RecordPath)}
@@ -123,9 +150,13 @@ func Query(m *manifest.Manifest, req Request) state.Query {
 
 // Compute diffs the manifest against the observed state.
 func Compute(m *manifest.Manifest, st *state.State, req Request) (*Plan, error) {
-	p := &Plan{FormatVersion: FormatVersion, Mode: req.Mode, Distro: req.Distro.String(), Arch: string(req.Arch), Actions: []Action{}}
+	p := &Plan{Mode: req.Mode, Distro: req.Distro.String(), Arch: string(req.Arch), Actions: []Action{}, Record: st.Record.Clone()}
 	entries := m.Entries(req.Distro, req.Arch)
 	p.Applicable = len(entries) > 0
+	if st.RecordErr != nil {
+		p.add(report.Warning, CodeRecordCorrupt, "/"+state.RecordPath, nil, "%v: planned as if empty (every binary is checked against its package again, and the record is rewritten)", st.RecordErr)
+	}
+	p.forgetGone(entries, st)
 	for _, t := range st.Temps {
 		p.Actions = append(p.Actions, Action{Op: Remove, Entry: -1, Path: t, Reason: "temp file left by an interrupted run"})
 	}
@@ -151,19 +182,18 @@ func Compute(m *manifest.Manifest, st *state.State, req Request) (*Plan, error) 
 }
 
 func (p *Plan) bake(e manifest.Entry, st *state.State, req Request) {
-	if ok, why := intact(e, e.Versioned, st, req); ok {
+	if p.intact(e, e.Versioned, st, req) {
 		return
-	} else if why != "" {
-		p.Notes = append(p.Notes, why)
 	}
 	pkg, ok := cached(e, st)
 	if !ok {
-		p.Problems = append(p.Problems, Problem{Tool: e.Tool, Entry: e.Index, ExitCode: 1,
-			Message: fmt.Sprintf("%s: no package %s=%s (%s) in %s", e.ID(), e.Package, e.Version, e.Arch, e.CacheDir)})
+		p.add(report.Error, CodePackageMissing, e.CacheDir, &e, "%s: no package %s=%s (%s) in %s", e.ID(), e.Package, e.Version, e.Arch, e.CacheDir)
+		// At bake a failure is the run's, not the tool's.
+		p.Report[len(p.Report)-1].ExitCode = 1
 	}
 	a := base(e)
 	a.Op, a.PackageFile, a.CacheDir, a.Candidates, a.Path = Extract, pkg.File, e.CacheDir, e.BinaryPaths, e.Versioned
-	a.Versioned, a.VersionArgs = true, e.VersionArgs
+	a.Versioned = true
 	a.Reason = "versioned binary missing or not the recorded one"
 	p.Actions = append(p.Actions, a)
 }
@@ -176,7 +206,7 @@ func (p *Plan) boot(entries []manifest.Entry, st *state.State, req Request) {
 		e, ok := manifest.Resolve(entries, tool, req.K8sVersion)
 		if !ok {
 			ex := entries[slices.IndexFunc(entries, func(e manifest.Entry) bool { return e.Tool == tool })]
-			p.Problems = append(p.Problems, Problem{Tool: tool, Entry: -1, ExitCode: ex.ExitCode,
+			p.Report.Add(report.Item{Kind: report.Error, Code: CodeVersionMissing, Tool: tool, Entry: report.EntryIndex(-1), ExitCode: ex.ExitCode,
 				Message: fmt.Sprintf("no %s entry for %s %s serves Kubernetes %s; the manifest's entries serve %s",
 					tool, req.Distro, req.Arch, req.K8sVersion, strings.Join(manifest.Served(entries, tool), ", "))})
 			continue
@@ -185,11 +215,18 @@ func (p *Plan) boot(entries []manifest.Entry, st *state.State, req Request) {
 		for _, v := range st.Versioned[tool] {
 			// Validation keeps targets out of the versioned names; a plan
 			// never removes one all the same.
-			if !p.installs(v) && !slices.ContainsFunc(entries, func(o manifest.Entry) bool { return o.Target == v }) {
-				a := base(e)
-				a.Op, a.Path, a.Reason = Remove, v, "boot keeps only the target"
-				cleanup = append(cleanup, a)
+			if p.installs(v) || slices.ContainsFunc(entries, func(o manifest.Entry) bool { return o.Target == v }) {
+				continue
 			}
+			// Only what reconcile wrote is removed: a kubectl plugin, a
+			// backup or a directory of a matching name is someone else's.
+			if rec, ok := st.Record.Files[v]; !ok || rec.Tool != tool || !st.Files[v].Regular {
+				p.add(report.Info, CodeForeignFile, v, nil, "%s is not a binary reconcile wrote (not in the state record): left alone", v)
+				continue
+			}
+			a := base(e)
+			a.Op, a.Path, a.Reason = Remove, v, "boot keeps only the target"
+			cleanup = append(cleanup, a)
 		}
 		// Only a cache that holds packages (or will, after a Fetch) is
 		// planned for removal: an empty or foreign one is left alone, so a
@@ -214,8 +251,10 @@ func (p *Plan) addAction(a Action, st *state.State, req Request) {
 		return
 	}
 	var msg string
+	code := CodeDependencyMissing
 	if !st.Deps.Checked {
-		msg = fmt.Sprintf("the dependencies of %s %s (%s) cannot be checked: %s", a.Package, a.PackageVersion, strings.Join(a.Depends, ", "), st.Deps.Why)
+		code = CodeDepsUnchecked
+		msg = fmt.Sprintf("the dependencies of %s %s (%s) cannot be checked: %s", a.Package, a.Version, strings.Join(a.Depends, ", "), st.Deps.Why)
 	} else {
 		var missing []string
 		for _, d := range a.Depends {
@@ -227,13 +266,13 @@ func (p *Plan) addAction(a Action, st *state.State, req Request) {
 			return
 		}
 		msg = fmt.Sprintf("%s %s depends on %s, which this node lacks (boot bypasses the package manager, so nothing installs them)",
-			a.Package, a.PackageVersion, strings.Join(missing, ", "))
+			a.Package, a.Version, strings.Join(missing, ", "))
 	}
+	kind := report.Warning
 	if req.RequireDeps {
-		p.Problems = append(p.Problems, Problem{Tool: a.Tool, Entry: a.Entry, ExitCode: a.ExitCode, Message: msg})
-	} else {
-		p.Warnings = append(p.Warnings, msg)
+		kind = report.Error
 	}
+	p.Report.Add(report.Item{Kind: kind, Code: code, Path: a.Path, Tool: a.Tool, Entry: report.EntryIndex(a.Entry), ExitCode: a.ExitCode, Message: msg})
 }
 
 func (p *Plan) installs(versioned string) bool {
@@ -241,22 +280,16 @@ func (p *Plan) installs(versioned string) bool {
 }
 
 func (p *Plan) bootTool(e manifest.Entry, st *state.State, req Request) {
-	if ok, why := intact(e, e.Target, st, req); ok {
+	if p.intact(e, e.Target, st, req) {
 		return // converged: a second boot plans nothing
-	} else if why != "" {
-		p.Notes = append(p.Notes, why) // what the target held is replaced
 	}
 	a := base(e)
 	a.Path = e.Target
-	if !req.EnforcePackage {
-		if ok, why := intact(e, e.Versioned, st, req); ok {
-			a.Op, a.From, a.Reason = Install, e.Versioned, "versioned binary matches the bake record"
-			a.Depends = st.Record.Files[e.Versioned].Depends
-			p.addAction(a, st, req)
-			return
-		} else if why != "" {
-			p.Notes = append(p.Notes, why)
-		}
+	if !req.EnforcePackage && p.intact(e, e.Versioned, st, req) {
+		a.Op, a.From, a.Reason = Install, e.Versioned, "versioned binary matches the bake record"
+		a.Depends = st.Record.Files[e.Versioned].Depends
+		p.addAction(a, st, req)
+		return
 	}
 	a.Candidates = e.BinaryPaths
 	if pkg, ok := cached(e, st); ok {
@@ -270,7 +303,7 @@ func (p *Plan) bootTool(e manifest.Entry, st *state.State, req Request) {
 	}
 	a.Op, a.CacheDir, a.Manager = Fetch, e.CacheDir, req.Manager
 	if req.RequireDeps {
-		p.Warnings = append(p.Warnings, fmt.Sprintf("the dependencies of %s %s are not checked: it is fetched at boot, after planning", e.Package, e.Version))
+		p.add(report.Warning, CodeDepsCheckedAtFetch, e.Target, &e, "the dependencies of %s %s are not checked: it is fetched at boot, after planning", e.Package, e.Version)
 	}
 	a.Reason = fmt.Sprintf("neither %s nor a cached package in %s", e.Versioned, e.CacheDir)
 	p.Actions = append(p.Actions, a)
@@ -278,32 +311,34 @@ func (p *Plan) bootTool(e manifest.Entry, st *state.State, req Request) {
 
 // intact reports whether path holds the binary e names, by the state
 // record's cheap identity (or the digest with VerifyDigest). When the file
-// exists but is not it, why says so.
-func intact(e manifest.Entry, path string, st *state.State, req Request) (ok bool, why string) {
+// exists but is not it, a note says so: what it holds is replaced.
+func (p *Plan) intact(e manifest.Entry, path string, st *state.State, req Request) bool {
 	f, exists := st.Files[path]
 	if !exists {
-		return false, ""
+		return false
 	}
 	rec, recorded := st.Record.Files[path]
 	switch {
 	case !recorded:
-		return false, fmt.Sprintf("%s exists but is not in the state record: not trusted, replaced", path)
+		p.add(report.Info, CodeNotInRecord, path, &e, "%s exists but is not in the state record: not trusted, replaced", path)
 	case !rec.Of(e.Tool, e.Package, e.Version.String(), string(e.Arch)):
-		return false, fmt.Sprintf("%s is %s, not %s", path, rec.What(), state.Describe(e.Tool, e.Package, e.Version.String(), string(e.Arch)))
+		p.add(report.Info, CodeRecordOther, path, &e, "%s is %s, not %s", path, rec.What(), state.Describe(e.Tool, e.Package, e.Version.String(), string(e.Arch)))
 	case !rec.Matches(f):
-		return false, fmt.Sprintf("%s does not match the state record (size %d, mtime %s; recorded %d, %s): treated as missing",
+		p.add(report.Info, CodeRecordMismatch, path, &e, "%s does not match the state record (size %d, mtime %s; recorded %d, %s): treated as missing",
 			path, f.Size, f.ModTime.UTC().Format("2006-01-02T15:04:05.000000000Z"), rec.Size, rec.ModTime.UTC().Format("2006-01-02T15:04:05.000000000Z"))
 	case req.VerifyDigest && f.SHA256 != rec.SHA256:
-		return false, fmt.Sprintf("%s has sha256 %s, the record says %s: treated as missing", path, f.SHA256, rec.SHA256)
+		p.add(report.Info, CodeRecordMismatch, path, &e, "%s has sha256 %s, the record says %s: treated as missing", path, f.SHA256, rec.SHA256)
+	default:
+		return true
 	}
-	return true, ""
+	return false
 }
 
 // cached finds the package for e in its cache dir by the package's own
 // metadata, never by its file name.
 func cached(e manifest.Entry, st *state.State) (state.Package, bool) {
 	for _, pkg := range st.Cache[e.CacheDir] {
-		if pkg.Err == nil && pkg.Name == e.Package && pkgversion.Equal(pkg.Version, e.Version) && pkg.Arch.Runs(e.Arch) {
+		if !pkg.Unopened && pkg.Err == nil && pkg.Name == e.Package && pkgversion.Equal(pkg.Version, e.Version) && pkg.Arch.Runs(e.Arch) {
 			return pkg, true
 		}
 	}
@@ -332,16 +367,50 @@ func (p *Plan) noteUnused(entries []manifest.Entry, st *state.State) {
 	for _, dir := range dirs {
 		for _, pkg := range st.Cache[dir] {
 			switch {
+			case pkg.Unopened:
 			case pkg.Err != nil:
-				p.Notes = append(p.Notes, fmt.Sprintf("ignored %s: %v", pkg.File, pkg.Err))
+				p.add(report.Info, CodePackageUnreadable, pkg.File, nil, "ignored %s: %v", pkg.File, pkg.Err)
 			case searched[pkg.Name] && !used[pkg.File]:
-				p.Notes = append(p.Notes, fmt.Sprintf("ignored %s: it holds %s=%s (%s), which no entry for %s %s asks for",
-					pkg.File, pkg.Name, pkg.Version, pkg.Arch, p.Distro, p.Arch))
+				p.add(report.Info, CodePackageUnused, pkg.File, nil, "ignored %s: it holds %s=%s (%s), which no entry for %s %s asks for",
+					pkg.File, pkg.Name, pkg.Version, pkg.Arch, p.Distro, p.Arch)
+			}
+		}
+	}
+}
+
+// forgetGone drops from the plan's record the entries' recorded paths that
+// were looked at and are not on disk.
+func (p *Plan) forgetGone(entries []manifest.Entry, st *state.State) {
+	for _, e := range entries {
+		for _, path := range []string{e.Versioned, e.Target} {
+			if _, recorded := p.Record.Files[path]; !recorded || slices.Contains(p.Forgotten, path) {
+				continue
+			}
+			if _, exists := st.Files[path]; !exists {
+				delete(p.Record.Files, path)
+				p.Forgotten = append(p.Forgotten, path)
+				p.add(report.Info, CodeRecordEntryGone, path, nil, "%s is in the state record but not on disk: forgotten", path)
 			}
 		}
 	}
 }
 
 func base(e manifest.Entry) Action {
-	return Action{Tool: e.Tool, Entry: e.Index, Package: e.Package, PackageVersion: e.Version.String(), Arch: string(e.Arch), ExitCode: e.ExitCode}
+	return Action{Tool: e.Tool, Entry: e.Index, Package: e.Package, Version: e.Version, Arch: e.Arch, ExitCode: e.ExitCode}
+}
+
+// PackagesNeeded lists the cache dirs whose packages p would use but that
+// st holds unopened: the caller observes them and plans again. A boot from
+// intact versioned binaries needs none, and opens no package.
+func (p *Plan) PackagesNeeded(st *state.State) []string {
+	var dirs []string
+	for _, a := range p.Actions {
+		if a.Op != Extract && a.Op != Fetch || slices.Contains(dirs, a.CacheDir) {
+			continue
+		}
+		if slices.ContainsFunc(st.Cache[a.CacheDir], func(pkg state.Package) bool { return pkg.Unopened }) {
+			dirs = append(dirs, a.CacheDir)
+		}
+	}
+	return dirs
 }

@@ -3,8 +3,8 @@ package plan_test
 import (
 	"bytes"
 	"flag"
-	"go/build"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,12 +13,12 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
-	"github.com/nodeimage/reconcile/internal/deps"
 	"github.com/nodeimage/reconcile/internal/manifest"
 	"github.com/nodeimage/reconcile/internal/pkgversion"
 	"github.com/nodeimage/reconcile/internal/plan"
 	"github.com/nodeimage/reconcile/internal/platform"
 	"github.com/nodeimage/reconcile/internal/state"
+	"github.com/nodeimage/reconcile/internal/view"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -48,7 +48,7 @@ type disk struct{ st *state.State }
 func newDisk() *disk {
 	return &disk{&state.State{Files: map[string]state.File{}, Versioned: map[string][]string{}, Cache: map[string][]state.Package{},
 		Record: state.Record{Format: state.RecordFormat, Files: map[string]state.Binary{}},
-		Deps:   deps.Result{Checked: true, Missing: map[string]bool{}}}}
+		Deps:   state.Deps{Checked: true, Missing: map[string]bool{}}}}
 }
 
 // baked adds a versioned binary (or a target) that matches the record.
@@ -134,16 +134,24 @@ func TestCompute(t *testing.T) {
 			baked("kubelet", "1.34.10-ubuntu24.04u1", "/opt/bin/kubelet")},
 		{name: "boot-missing-deps", req: boot("1.35.7"), disk: bakedImage(),
 			edit: func(_ *plan.Request, st *state.State) {
-				st.Deps = deps.Result{Checked: true, Missing: map[string]bool{"conntrack": true}}
+				st.Deps = state.Deps{Checked: true, Missing: map[string]bool{"conntrack": true}}
 			}},
 		{name: "boot-require-deps", req: boot("1.35.7"), disk: bakedImage(),
 			edit: func(r *plan.Request, st *state.State) {
 				r.RequireDeps = true
-				st.Deps = deps.Result{Checked: true, Missing: map[string]bool{"conntrack": true}}
+				st.Deps = state.Deps{Checked: true, Missing: map[string]bool{"conntrack": true}}
 			}},
 		{name: "boot-deps-unchecked", req: boot("1.35.7"), disk: bakedImage(),
 			edit: func(_ *plan.Request, st *state.State) {
-				st.Deps = deps.Result{Why: "no /var/lib/dpkg/status on this node"}
+				st.Deps = state.Deps{Why: "no /var/lib/dpkg/status on this node"}
+			}},
+		// Killed between the rename of kubelet and the record write that
+		// forgets its versioned name: the plan forgets it, apply writes that.
+		{name: "boot-killed-after-rename", req: boot("1.35.7"), disk: bakedImage().
+			baked("kubelet", "1.35.7-ubuntu24.04u1", "/opt/bin/kubelet"),
+			edit: func(_ *plan.Request, st *state.State) {
+				delete(st.Files, "/opt/bin/kubelet-1.35.7")
+				st.Versioned["kubelet"] = []string{"/opt/bin/kubelet-1.34.10"}
 			}},
 		{name: "boot-unserved-version", req: boot("1.36.0"), disk: bakedImage(), empty: true},
 		{name: "other-distro", req: plan.Request{Mode: plan.Bake, Distro: platform.Distro{ID: "debian", VersionID: "12"}, Arch: platform.AMD64},
@@ -163,10 +171,10 @@ func TestCompute(t *testing.T) {
 				t.Errorf("%d actions, want empty=%v", len(p.Actions), tc.empty)
 			}
 			var text, js bytes.Buffer
-			if err := p.WriteText(&text, m.Distros()); err != nil {
+			if err := view.PlanText(&text, p, m.Distros()); err != nil {
 				t.Fatal(err)
 			}
-			if err := p.WriteJSON(&js); err != nil {
+			if err := view.PlanJSON(&js, p); err != nil {
 				t.Fatal(err)
 			}
 			golden(t, tc.name+".txt", text.Bytes())
@@ -214,10 +222,15 @@ func TestExitCodeIsTheFirstFailingTool(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pe *plan.Error
-	if e := p.Err(); e == nil || !asPlanError(e, &pe) || pe.ExitCode() != 121 || len(pe.Problems) != 3 {
+	if e := p.Err(); e == nil || !asPlanError(e, &pe) || pe.ExitCode() != 121 || len(pe.Items) != 3 {
 		t.Fatalf("err %v, want kubelet's 121 first of 3 problems", p.Err())
 	}
-	if codes := []int{pe.Problems[1].ExitCode, pe.Problems[2].ExitCode}; !slices.Equal(codes, []int{122, 205}) {
+	for _, it := range pe.Items {
+		if it.Code != plan.CodeVersionMissing {
+			t.Errorf("%s: code %q, want %q", it.Message, it.Code, plan.CodeVersionMissing)
+		}
+	}
+	if codes := []int{pe.Items[1].ExitCode, pe.Items[2].ExitCode}; !slices.Equal(codes, []int{122, 205}) {
 		t.Errorf("kubectl and credential provider codes %v", codes)
 	}
 }
@@ -228,16 +241,25 @@ func asPlanError(err error, target **plan.Error) bool {
 	return ok
 }
 
-// TestPlanIsPure keeps planning free of side effects: it may not run
-// commands nor reach into apply.
+// TestPlanIsPure keeps planning free of side effects, through every
+// dependency: no command, no disk reader or writer, no apply.
 func TestPlanIsPure(t *testing.T) {
-	pkg, err := build.ImportDir(".", 0)
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("go list -deps: %v", err)
 	}
-	for _, imp := range pkg.Imports {
-		if imp == "os/exec" || imp == "os" || strings.HasSuffix(imp, "/internal/apply") || strings.HasSuffix(imp, "/internal/pkgmgr") {
-			t.Errorf("internal/plan imports %s", imp)
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "github.com/nodeimage/reconcile/internal/state") {
+		t.Fatalf("go list -deps found no internal/state among %d packages: the test checks nothing", len(deps))
+	}
+	for _, d := range deps {
+		if d == "os/exec" {
+			t.Errorf("internal/plan depends on os/exec")
+		}
+		for _, impure := range []string{"apply", "pkgfile", "rootfs", "deps", "pkgmgr", "observe", "source", "verify", "events"} {
+			if d == "github.com/nodeimage/reconcile/internal/"+impure {
+				t.Errorf("internal/plan depends on %s", d)
+			}
 		}
 	}
 }

@@ -1,17 +1,11 @@
-// Package state observes what is on disk under --root: versioned binaries,
-// boot targets, cached packages and the record of what bake produced.
+// Package state is what the disk under --root holds, as plain data: the
+// versioned binaries, boot targets, cached packages and the record of what
+// bake produced. Planning reads it; package observe fills it from the disk.
 package state
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
 	"time"
-
-	"github.com/nodeimage/reconcile/internal/rootfs"
 )
 
 // RecordPath is the state record, relative to the root.
@@ -39,10 +33,13 @@ type Binary struct {
 	// a rename keeps it, a rewrite changes it, and reading it needs no I/O on
 	// the file's data (the first read of a 100 MB binary on a lazily loaded
 	// cloud disk costs seconds).
-	ModTime  time.Time `json:"mtime"`
-	Source   Source    `json:"source"`
-	Reported string    `json:"reported_version,omitempty"` // first line of its --version output
-	Depends  []string  `json:"depends,omitempty"`
+	ModTime time.Time `json:"mtime"`
+	Source  Source    `json:"source"`
+	// Reported is the version the binary names in its build info or data,
+	// and where it was read ("v1.34.10 (build info)"), or "version not
+	// readable": bake never runs a binary to ask.
+	Reported string   `json:"reported_version,omitempty"`
+	Depends  []string `json:"depends,omitempty"`
 }
 
 // Source is the package a binary came out of.
@@ -74,39 +71,12 @@ func (b Binary) Matches(f File) bool {
 	return f.Regular && f.Size == b.Size && f.ModTime.Equal(b.ModTime)
 }
 
-// LoadRecord reads the record; a missing one is an empty record.
-func LoadRecord(fsys fs.FS) (Record, error) {
-	rec := Record{Format: RecordFormat, Files: map[string]Binary{}}
-	f, err := fsys.Open(RecordPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		return rec, nil
+// Clone is a copy of r that shares nothing with it.
+func (r Record) Clone() Record {
+	c := Record{Format: r.Format, Files: make(map[string]Binary, len(r.Files))}
+	for p, b := range r.Files {
+		b.Depends = append([]string(nil), b.Depends...)
+		c.Files[p] = b
 	}
-	if err != nil {
-		return rec, fmt.Errorf("reading state record: %w", err)
-	}
-	defer f.Close()
-	var got Record
-	if err := json.NewDecoder(io.LimitReader(f, 16<<20)).Decode(&got); err != nil {
-		return rec, fmt.Errorf("state record /%s is corrupt (%v): remove it and bake again", RecordPath, err)
-	}
-	if got.Format != RecordFormat || got.Files == nil {
-		return rec, nil
-	}
-	return got, nil
-}
-
-// SaveRecord writes the record atomically.
-func SaveRecord(root *os.Root, rec Record) error {
-	data, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = rootfs.WriteAtomic(root, RecordPath, 0o644, func(w io.Writer) error {
-		_, err := w.Write(append(data, '\n'))
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("writing state record: %w", err)
-	}
-	return nil
+	return c
 }

@@ -1,4 +1,4 @@
-package state
+package observe
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"path"
 	"syscall"
 	"time"
+
+	"github.com/nodeimage/reconcile/internal/rootfs"
 )
 
 // LockPath serialises runs on one root.
@@ -22,9 +24,18 @@ func Lock(ctx context.Context, root *os.Root, wait time.Duration) (func(), error
 	if err := root.MkdirAll(path.Dir(LockPath), 0o755); err != nil {
 		return nil, fmt.Errorf("creating lock directory: %w", err)
 	}
-	f, err := root.OpenFile(LockPath, os.O_RDWR|os.O_CREATE, 0o644)
+	// O_NONBLOCK: a FIFO planted at the lock's path must not block the
+	// open; the type is checked on the descriptor.
+	f, err := root.OpenFile(LockPath, os.O_RDWR|os.O_CREATE|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("opening lock file: %w", err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = fmt.Errorf("%w: %s", rootfs.ErrNotRegular, fi.Mode().Type())
+		}
+		return nil, fmt.Errorf("opening lock file /%s: %w", LockPath, err)
 	}
 	deadline := time.Now().Add(wait)
 	for delay := 10 * time.Millisecond; ; delay = min(delay*2, 500*time.Millisecond) {

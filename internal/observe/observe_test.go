@@ -1,12 +1,15 @@
-package state
+package observe
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/nodeimage/reconcile/internal/state"
 )
 
 func TestObserveAttributesVersionedBinaries(t *testing.T) {
@@ -24,12 +27,22 @@ func TestObserveAttributesVersionedBinaries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer root.Close()
-	st, err := Observe(context.Background(), root, Query{
+	q := state.Query{
 		Tools:     []string{"kube", "kube-proxy", "kubelet"},
 		BinDirs:   []string{"/opt/bin"},
 		CacheDirs: []string{"/opt/kubelet/downloads", "/opt/kubectl/downloads"},
 		TempDirs:  []string{"/opt/bin", "/var/lib/reconcile"},
-	})
+	}
+	st, err := Observe(context.Background(), root, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Listed, not opened, until a plan asks for the packages.
+	if pkgs := st.Cache["/opt/kubelet/downloads"]; len(pkgs) != 1 || !pkgs[0].Unopened || pkgs[0].Err != nil {
+		t.Errorf("cache %+v: want the .deb listed, unopened", pkgs)
+	}
+	q.Packages = q.CacheDirs
+	st, err = Observe(context.Background(), root, q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,11 +70,34 @@ func TestObserveAttributesVersionedBinaries(t *testing.T) {
 	}
 }
 
-func TestCorruptRecordSaysWhatToDo(t *testing.T) {
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "var/lib/reconcile"), 0o755)
-	os.WriteFile(filepath.Join(dir, RecordPath), []byte("{not json"), 0o644)
-	if _, err := LoadRecord(os.DirFS(dir)); err == nil || !strings.Contains(err.Error(), "remove it and bake again") {
-		t.Errorf("err = %v", err)
+// A record that cannot be read is an empty one with ErrRecordCorrupt:
+// bad JSON, data after the JSON, a FIFO in its place (which must not
+// block).
+func TestCorruptRecordIsEmpty(t *testing.T) {
+	for name, write := range map[string]func(p string) error{
+		"bad json":      func(p string) error { return os.WriteFile(p, []byte("{not json"), 0o644) },
+		"trailing data": func(p string) error { return os.WriteFile(p, []byte(`{"format":1,"files":{}} {"format":1}`), 0o644) },
+		"fifo":          func(p string) error { return syscall.Mkfifo(p, 0o644) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.MkdirAll(filepath.Join(dir, "var/lib/reconcile"), 0o755)
+			if err := write(filepath.Join(dir, state.RecordPath)); err != nil {
+				t.Fatal(err)
+			}
+			root, err := os.OpenRoot(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer root.Close()
+			rec, err := LoadRecord(root)
+			if !errors.Is(err, ErrRecordCorrupt) || len(rec.Files) != 0 || rec.Files == nil {
+				t.Errorf("rec %+v, err = %v; want an empty record and ErrRecordCorrupt", rec, err)
+			}
+			st, err := Observe(context.Background(), root, state.Query{})
+			if err != nil || !errors.Is(st.RecordErr, ErrRecordCorrupt) {
+				t.Errorf("observe: %v, RecordErr %v", err, st.RecordErr)
+			}
+		})
 	}
 }

@@ -1,0 +1,246 @@
+// Package observe reads the disk under a root into a state.State — and,
+// for the state record and the lock, is the one place that touches those
+// files. Planning never imports it.
+package observe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/nodeimage/reconcile/internal/deps"
+	"github.com/nodeimage/reconcile/internal/pkgfile"
+	"github.com/nodeimage/reconcile/internal/platform"
+	"github.com/nodeimage/reconcile/internal/rootfs"
+	"github.com/nodeimage/reconcile/internal/state"
+)
+
+// Observe reads the disk under root: the record, the paths of q, the bin,
+// cache and temp dirs, and the packages of q.Packages.
+func Observe(ctx context.Context, root *os.Root, q state.Query) (*state.State, error) {
+	st := &state.State{Files: map[string]state.File{}, Versioned: map[string][]string{}, Cache: map[string][]state.Package{}}
+	var err error
+	st.Record, err = LoadRecord(root)
+	if errors.Is(err, ErrRecordCorrupt) {
+		st.RecordErr, err = err, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range q.Paths {
+		f, err := stat(root, p, q.Hash)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		st.Files[p] = f
+	}
+	for _, dir := range q.BinDirs {
+		if err := listBinDir(st, root, dir, q.Tools); err != nil {
+			return nil, err
+		}
+	}
+	for _, dir := range q.CacheDirs {
+		if err := listCache(st, root, dir); err != nil {
+			return nil, err
+		}
+	}
+	for _, dir := range q.TempDirs {
+		if err := listTemps(st, root, dir); err != nil {
+			return nil, err
+		}
+	}
+	return st, OpenPackages(ctx, root, st, q.Packages, q.DepsOf)
+}
+
+// OpenPackages reads the packages listed in the cache dirs dirs of st, then
+// (when depsOf is set) checks the dependencies of the recorded binaries and
+// the opened packages against that format's database under root.
+func OpenPackages(ctx context.Context, root *os.Root, st *state.State, dirs []string, depsOf platform.Format) error {
+	for _, dir := range dirs {
+		for i, pkg := range st.Cache[dir] {
+			if !pkg.Unopened {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			st.Cache[dir][i] = openCached(root, pkg.File)
+		}
+	}
+	if depsOf == "" {
+		return nil
+	}
+	var err error
+	st.Deps, err = deps.Check(ctx, root, depsOf, allDeps(st))
+	return err
+}
+
+func allDeps(st *state.State) []string {
+	var all []string
+	for _, b := range st.Record.Files {
+		all = append(all, b.Depends...)
+	}
+	for _, pkgs := range st.Cache {
+		for _, p := range pkgs {
+			all = append(all, p.Depends...)
+		}
+	}
+	slices.Sort(all)
+	return slices.Compact(all)
+}
+
+func stat(root *os.Root, p string, hash bool) (state.File, error) {
+	fi, err := root.Lstat(rootfs.Rel(p))
+	if err != nil {
+		return state.File{}, err
+	}
+	f := state.File{Regular: fi.Mode().IsRegular(), Size: fi.Size(), ModTime: fi.ModTime(), Mode: fi.Mode()}
+	if hash && f.Regular {
+		res, err := rootfs.DigestFile(root, rootfs.Rel(p))
+		if err != nil {
+			return state.File{}, err
+		}
+		f.SHA256 = res.SHA256
+	}
+	return f, nil
+}
+
+// IsTemp reports whether name (a directory entry) is a temp file a run of
+// reconcile left: its prefix, and a regular file. A directory, FIFO or link
+// of that name is someone else's (removing a directory would fail every run).
+func IsTemp(e fs.DirEntry) bool {
+	return strings.HasPrefix(e.Name(), rootfs.TempPrefix) && e.Type().IsRegular()
+}
+
+// IsCacheFile reports whether a directory entry of a package cache is a
+// package file reconcile reads and removes: a regular *.deb or *.rpm that
+// is no temp file. A directory named *.deb is not one (cache removal would
+// never delete it, and counting it would plan its removal every boot).
+func IsCacheFile(e fs.DirEntry) bool {
+	name := e.Name()
+	return !e.IsDir() && !strings.HasPrefix(name, rootfs.TempPrefix) &&
+		(strings.HasSuffix(name, ".deb") || strings.HasSuffix(name, ".rpm"))
+}
+
+// listTemps finds the temp files a killed run left in dir.
+func listTemps(st *state.State, root *os.Root, dir string) error {
+	entries, err := fs.ReadDir(root.FS(), rootfs.Rel(dir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if IsTemp(e) {
+			st.Temps = append(st.Temps, path.Join(dir, e.Name()))
+		}
+	}
+	return nil
+}
+
+// listBinDir attributes the versioned names in dir to their tools (see
+// state.VersionedTool).
+func listBinDir(st *state.State, root *os.Root, dir string, tools []string) error {
+	entries, err := fs.ReadDir(root.FS(), rootfs.Rel(dir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		t, ok := state.VersionedTool(e.Name(), tools)
+		if !ok {
+			continue
+		}
+		p := path.Join(dir, e.Name())
+		st.Versioned[t] = append(st.Versioned[t], p)
+		if _, seen := st.Files[p]; !seen {
+			f, err := stat(root, p, false)
+			if err != nil {
+				return err
+			}
+			st.Files[p] = f
+		}
+	}
+	return nil
+}
+
+// listCache lists the package files of dir, unopened.
+func listCache(st *state.State, root *os.Root, dir string) error {
+	entries, err := fs.ReadDir(root.FS(), rootfs.Rel(dir))
+	if errors.Is(err, fs.ErrNotExist) {
+		st.Cache[dir] = nil
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("listing package cache %s: %w", dir, err)
+	}
+	pkgs := []state.Package{}
+	for _, e := range entries {
+		p := path.Join(dir, e.Name())
+		switch {
+		case !IsCacheFile(e):
+		case !e.Type().IsRegular():
+			pkgs = append(pkgs, state.Package{File: p, Err: fmt.Errorf("%s is not a regular file", p)})
+		default:
+			pkgs = append(pkgs, state.Package{File: p, Unopened: true})
+		}
+	}
+	st.Cache[dir] = pkgs
+	return nil
+}
+
+// openCached reads a cached package's own metadata. One that cannot be
+// read is kept with its error: planning says why it was not used.
+func openCached(root *os.Root, p string) state.Package {
+	pkg, err := OpenPackage(root, p, pkgfile.DefaultLimits)
+	if err != nil {
+		return state.Package{File: p, Err: err}
+	}
+	return state.Package{File: p, Name: pkg.Name, Version: pkg.Version, Arch: pkg.Arch, Depends: pkg.Depends}
+}
+
+// OpenPackage opens the package at p (absolute, under root) with limits:
+// the one place reconcile opens a package file.
+func OpenPackage(root *os.Root, p string, l pkgfile.Limits) (*pkgfile.Package, error) {
+	return pkgfile.OpenLimits(HostPath(root, p), l)
+}
+
+// HostPath is the path on this host of p (absolute, under root), for what
+// must be named by host path (a package opened by path, a command's
+// executable).
+func HostPath(root *os.Root, p string) string {
+	return filepath.Join(root.Name(), filepath.FromSlash(rootfs.Rel(p)))
+}
+
+// DetectDistro reads etc/os-release (or usr/lib/os-release) under root.
+func DetectDistro(root *os.Root) (platform.Distro, error) {
+	var firstErr error
+	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
+		f, err := rootfs.OpenRegular(root, p)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		d, err := platform.ReadOSRelease(f)
+		f.Close()
+		if err != nil {
+			return d, fmt.Errorf("/%s: %w", p, err)
+		}
+		return d, nil
+	}
+	return platform.Distro{}, fmt.Errorf("cannot tell the distro (pass --distro): %w", firstErr)
+}
