@@ -65,6 +65,34 @@ type Limits struct {
 	// Zero means 64 MiB, what xz -9 and zstd --long=26 use; dpkg and
 	// rpm's defaults use 8 MiB.
 	MaxWindow int64
+	// Decoders, when set, bounds the payload decoders running at once
+	// across every extraction whose Limits share it, and with them the
+	// memory of a run that extracts several packages in parallel: each
+	// decoder holds up to MaxWindow. Nil bounds them per extraction only
+	// (two for a multi-block xz stream, else one).
+	Decoders *DecoderSlots
+}
+
+// DecoderSlots is a count of decoders that may run at once, shared by the
+// extractions that are given it.
+type DecoderSlots struct{ c chan struct{} }
+
+// NewDecoderSlots allows n (at least 1) decoders at once.
+func NewDecoderSlots(n int) *DecoderSlots {
+	return &DecoderSlots{c: make(chan struct{}, max(n, 1))}
+}
+
+// acquire waits for a slot; a nil *DecoderSlots never waits.
+func (d *DecoderSlots) acquire() {
+	if d != nil {
+		d.c <- struct{}{}
+	}
+}
+
+func (d *DecoderSlots) release() {
+	if d != nil {
+		<-d.c
+	}
 }
 
 // DefaultLimits fit any Kubernetes node binary with a wide margin (kubelet
@@ -401,11 +429,13 @@ func (p *Package) payloadReader(r *io.SectionReader, sum io.Writer, o *extractOp
 		}
 	}
 	br := newBufReader(raw)
+	p.limits.Decoders.acquire()
 	dec, check, err := decompress(p.Compression, br, p.limits)
 	if err != nil {
+		p.limits.Decoders.release()
 		return nil, "", err
 	}
-	pl.ReadCloser = dec
+	pl.ReadCloser, pl.slots = dec, p.limits.Decoders
 	if sum != nil {
 		pl.rest = br
 	}
@@ -416,7 +446,14 @@ func (p *Package) payloadReader(r *io.SectionReader, sum io.Writer, o *extractOp
 // compressed bytes its digest must still see.
 type payload struct {
 	io.ReadCloser
-	rest io.Reader
+	rest  io.Reader
+	slots *DecoderSlots // released by Close
+}
+
+func (pl *payload) Close() error {
+	err := pl.ReadCloser.Close()
+	pl.slots.release()
+	return err
 }
 
 // drain reads the payload to its end, so the decoder checks its trailer

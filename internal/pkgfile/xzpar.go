@@ -138,6 +138,7 @@ func oneBlockStream(header []byte, b xzBlock) []byte {
 // xzWorkers goroutines into scratch.
 type parallelXZ struct {
 	src     io.ReaderAt
+	slots   *DecoderSlots
 	header  []byte
 	blocks  []xzBlock
 	scratch *os.File
@@ -173,7 +174,7 @@ func newParallelXZ(r io.ReaderAt, size int64, l Limits, scratch func() (*os.File
 		return nil, fmt.Errorf("creating the scratch file for xz blocks: %w", err)
 	}
 	p := &parallelXZ{
-		src: r, header: header, blocks: blocks, scratch: f, dictMax: uint32(l.window()),
+		src: r, slots: l.Decoders, header: header, blocks: blocks, scratch: f, dictMax: uint32(l.window()),
 		written: make([]int64, len(blocks)), done: make([]bool, len(blocks)), errs: make([]error, len(blocks)),
 	}
 	p.cond = sync.NewCond(&p.mu)
@@ -186,8 +187,15 @@ func newParallelXZ(r io.ReaderAt, size int64, l Limits, scratch func() (*os.File
 
 // work decodes blocks, in index order, while the reader is no more than
 // xzAhead blocks behind.
+//
+// A worker holds its decoder slot from before it takes its first block
+// to its end: its decoder's dictionary lives that long. Blocks are taken
+// only with a slot, so every block taken and not done is being decoded,
+// and a reader always gets on, however the slots are shared.
 func (p *parallelXZ) work() {
 	defer p.wg.Done()
+	p.slots.acquire()
+	defer p.slots.release()
 	var zr *xz.Reader
 	br := bufio.NewReaderSize(nil, bufSize)
 	buf := make([]byte, bufSize)

@@ -1,5 +1,5 @@
 // Command extract is the Go side of bench/pkgfile.sh: it does what
-// reconcile does with a cached package, Open then ExtractTo, so that the
+// reconcile does with a cached package, OpenIn then ExtractTo, so that the
 // benchmark times exactly that path against dpkg-deb and rpm2cpio | cpio.
 //
 //	extract PACKAGE ROOT DEST CANDIDATE...
@@ -10,6 +10,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 
 	"github.com/nodeimage/reconcile/internal/pkgfile"
@@ -34,7 +35,12 @@ func run(args []string) error {
 	if len(args) < 4 {
 		return fmt.Errorf("usage: extract PACKAGE ROOT DEST CANDIDATE...")
 	}
-	p, err := pkgfile.Open(args[0])
+	cache, err := os.OpenRoot(filepath.Dir(args[0]))
+	if err != nil {
+		return err
+	}
+	defer cache.Close()
+	p, err := pkgfile.OpenIn(cache, filepath.Base(args[0]), pkgfile.DefaultLimits)
 	if err != nil {
 		return err
 	}
