@@ -4,7 +4,9 @@
 //
 //	extract PACKAGE ROOT DEST CANDIDATE...
 //
-// EXTRACT_CPUPROFILE=file writes a CPU profile.
+// EXTRACT_CPUPROFILE=file writes a CPU profile. EXTRACT_PARALLEL=n runs n
+// extractions of the package at once (into DEST.1 … DEST.n), sharing two
+// decoder slots, the way a bake with --parallel n would.
 package main
 
 import (
@@ -12,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 
 	"github.com/nodeimage/reconcile/internal/pkgfile"
 )
@@ -49,6 +52,28 @@ func run(args []string) error {
 		return err
 	}
 	defer root.Close()
-	_, _, err = p.ExtractTo(root, args[2], args[3:])
-	return err
+	n, _ := strconv.Atoi(os.Getenv("EXTRACT_PARALLEL"))
+	if n <= 1 {
+		_, _, err = p.ExtractTo(root, args[2], args[3:])
+		return err
+	}
+	l := pkgfile.DefaultLimits
+	l.Decoders = pkgfile.NewDecoderSlots(2)
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			p, err := pkgfile.OpenIn(cache, filepath.Base(args[0]), l)
+			if err == nil {
+				_, _, err = p.ExtractTo(root, fmt.Sprintf("%s.%d", args[2], i+1), args[3:])
+			}
+			errs <- err
+		}()
+	}
+	var first error
+	for range n {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
