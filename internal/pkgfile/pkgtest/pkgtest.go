@@ -50,8 +50,8 @@ func (f File) mode() int64 {
 	return 0o755
 }
 
-// Compress compresses b with "gzip", "xz", "zstd" or "none".
-func Compress(comp string, b []byte) ([]byte, error) {
+// compress compresses b with "gzip", "xz", "zstd" or "none".
+func compress(comp string, b []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	var w io.WriteCloser
 	var err error
@@ -159,18 +159,18 @@ func (d Deb) Members() ([]ArMember, error) {
 		}
 		cfiles = append(cfiles, File{Name: "./md5sums", Body: []byte(sums.String()), Mode: 0o644})
 	}
-	ctl, err := Compress(comp, Tar(cfiles))
+	ctl, err := compress(comp, Tar(cfiles))
 	if err != nil {
 		return nil, err
 	}
-	data, err := Compress(comp, Tar(d.Files))
+	data, err := compress(comp, Tar(d.Files))
 	if err != nil {
 		return nil, err
 	}
 	return []ArMember{
 		{"debian-binary", []byte("2.0\n")},
-		{"control.tar" + Suffix(comp), ctl},
-		{"data.tar" + Suffix(comp), data},
+		{"control.tar" + suffix(comp), ctl},
+		{"data.tar" + suffix(comp), data},
 	}, nil
 }
 
@@ -183,8 +183,8 @@ func (d Deb) Bytes() ([]byte, error) {
 	return Ar(m), nil
 }
 
-// Suffix is the member-name suffix dpkg uses for a compression.
-func Suffix(comp string) string {
+// suffix is the member-name suffix dpkg uses for a compression.
+func suffix(comp string) string {
 	return map[string]string{"gzip": ".gz", "xz": ".xz", "zstd": ".zst", "bzip2": ".bz2", "lzma": ".lzma"}[comp]
 }
 
@@ -233,8 +233,8 @@ func (r RPM) Bytes() ([]byte, error) {
 	if payloadFiles == nil {
 		payloadFiles = r.Files
 	}
-	cpio := Cpio(payloadFiles, r.AbsoluteNames)
-	payload, err := Compress(comp, cpio)
+	cpio := cpioArchive(payloadFiles, r.AbsoluteNames)
+	payload, err := compress(comp, cpio)
 	if err != nil {
 		return nil, err
 	}
@@ -364,8 +364,8 @@ func rpmHeader(ents []rpmEntry) []byte {
 	return out.Bytes()
 }
 
-// Cpio writes files as a newc cpio archive the way rpmbuild does.
-func Cpio(files []File, absolute bool) []byte {
+// cpioArchive writes files as a newc cpio archive the way rpmbuild does.
+func cpioArchive(files []File, absolute bool) []byte {
 	var buf bytes.Buffer
 	write := func(name string, mode uint32, nlink int, body []byte) {
 		fmt.Fprintf(&buf, "070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
