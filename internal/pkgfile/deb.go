@@ -115,7 +115,9 @@ func (p *Package) readControl(f *os.File, m arMember) error {
 		return p.errf(ErrUnsupported, m.name, err, "")
 	}
 	br := bufio.NewReaderSize(io.NewSectionReader(f, m.offset, m.size), int(min(bufSize, max(m.size, 16))))
-	dec, _, err := decompress(comp, br, p.limits)
+	slot := p.limits.Decoders.acquire()
+	defer p.limits.Decoders.release(slot)
+	dec, _, err := decompress(comp, br, p.limits, slot)
 	if err != nil {
 		return p.decodeErr(m.name, err)
 	}

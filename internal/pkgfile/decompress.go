@@ -42,7 +42,9 @@ var errMagic = errors.New("wrong magic bytes")
 // reported as such rather than as whatever the decoder makes of it. A
 // dictionary or window beyond l.MaxWindow fails the read with errTooLarge,
 // naming the limit. Close releases the decoder's goroutines and memory.
-func decompress(comp string, br *bufio.Reader, l Limits) (io.ReadCloser, string, error) {
+//
+// slot, if not nil, lends its xz decoder.
+func decompress(comp string, br *bufio.Reader, l Limits, slot *decoderSlot) (io.ReadCloser, string, error) {
 	if m, ok := compMagic[comp]; ok {
 		got, err := br.Peek(len(m))
 		if err != nil {
@@ -65,7 +67,10 @@ func decompress(comp string, br *bufio.Reader, l Limits) (io.ReadCloser, string,
 	case compXZ:
 		hdr, _ := br.Peek(xzHeaderLen)
 		// xi2/xz decodes about 1.5× faster than ulikunitz/xz (FACTS).
-		xr, err := xz.NewReader(br, uint32(window))
+		if slot == nil {
+			slot = &decoderSlot{}
+		}
+		xr, err := slot.xzReader(br, uint32(window))
 		if err != nil {
 			return nil, "", xzErr(err, uint32(window))
 		}

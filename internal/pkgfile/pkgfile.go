@@ -45,6 +45,7 @@ import (
 	"github.com/nodeimage/reconcile/internal/pkgversion"
 	"github.com/nodeimage/reconcile/internal/platform"
 	"github.com/nodeimage/reconcile/internal/rootfs"
+	"github.com/xi2/xz"
 )
 
 // Limits bound what a package may make this package read or allocate.
@@ -74,25 +75,57 @@ type Limits struct {
 }
 
 // DecoderSlots is a count of decoders that may run at once, shared by the
-// extractions that are given it.
-type DecoderSlots struct{ c chan struct{} }
+// extractions that are given it. A slot keeps its xz decoder between
+// uses, so its dictionary is allocated once per slot, not once per
+// package: what the garbage collector would otherwise have to catch up
+// with is most of a parallel bake's memory.
+type DecoderSlots struct{ c chan *decoderSlot }
 
 // NewDecoderSlots allows n (at least 1) decoders at once.
 func NewDecoderSlots(n int) *DecoderSlots {
-	return &DecoderSlots{c: make(chan struct{}, max(n, 1))}
+	d := &DecoderSlots{c: make(chan *decoderSlot, max(n, 1))}
+	for range cap(d.c) {
+		d.c <- &decoderSlot{}
+	}
+	return d
 }
 
-// acquire waits for a slot; a nil *DecoderSlots never waits.
-func (d *DecoderSlots) acquire() {
+// acquire waits for a slot; a nil *DecoderSlots hands out a fresh one at
+// once.
+func (d *DecoderSlots) acquire() *decoderSlot {
+	if d == nil {
+		return &decoderSlot{}
+	}
+	return <-d.c
+}
+
+func (d *DecoderSlots) release(s *decoderSlot) {
 	if d != nil {
-		d.c <- struct{}{}
+		d.c <- s
 	}
 }
 
-func (d *DecoderSlots) release() {
-	if d != nil {
-		<-d.c
+// decoderSlot holds the xz decoder of the last user of the slot.
+type decoderSlot struct {
+	xz      *xz.Reader
+	dictMax uint32
+}
+
+// xzReader is an xz decoder of r with dictMax, the slot's own when it has
+// one with the same limit (reset: same dictionary), else a new one.
+func (s *decoderSlot) xzReader(r io.Reader, dictMax uint32) (*xz.Reader, error) {
+	if s.xz != nil && s.dictMax == dictMax {
+		if err := s.xz.Reset(r); err != nil {
+			return nil, err
+		}
+		return s.xz, nil
 	}
+	zr, err := xz.NewReader(r, dictMax)
+	if err != nil {
+		return nil, err
+	}
+	s.xz, s.dictMax = zr, dictMax
+	return zr, nil
 }
 
 // DefaultLimits fit any Kubernetes node binary with a wide margin (kubelet
@@ -429,13 +462,13 @@ func (p *Package) payloadReader(r *io.SectionReader, sum io.Writer, o *extractOp
 		}
 	}
 	br := newBufReader(raw)
-	p.limits.Decoders.acquire()
-	dec, check, err := decompress(p.Compression, br, p.limits)
+	slot := p.limits.Decoders.acquire()
+	dec, check, err := decompress(p.Compression, br, p.limits, slot)
 	if err != nil {
-		p.limits.Decoders.release()
+		p.limits.Decoders.release(slot)
 		return nil, "", err
 	}
-	pl.ReadCloser, pl.slots = dec, p.limits.Decoders
+	pl.ReadCloser, pl.slots, pl.slot = dec, p.limits.Decoders, slot
 	if sum != nil {
 		pl.rest = br
 	}
@@ -447,12 +480,15 @@ func (p *Package) payloadReader(r *io.SectionReader, sum io.Writer, o *extractOp
 type payload struct {
 	io.ReadCloser
 	rest  io.Reader
-	slots *DecoderSlots // released by Close
+	slots *DecoderSlots // slot is given back to it by Close
+	slot  *decoderSlot
 }
 
 func (pl *payload) Close() error {
 	err := pl.ReadCloser.Close()
-	pl.slots.release()
+	if pl.slot != nil {
+		pl.slots.release(pl.slot)
+	}
 	return err
 }
 

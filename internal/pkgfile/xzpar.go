@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/xi2/xz"
 	"golang.org/x/sys/unix"
 )
 
@@ -194,9 +193,8 @@ func newParallelXZ(r io.ReaderAt, size int64, l Limits, scratch func() (*os.File
 // and a reader always gets on, however the slots are shared.
 func (p *parallelXZ) work() {
 	defer p.wg.Done()
-	p.slots.acquire()
-	defer p.slots.release()
-	var zr *xz.Reader
+	slot := p.slots.acquire()
+	defer p.slots.release(slot)
 	br := bufio.NewReaderSize(nil, bufSize)
 	buf := make([]byte, bufSize)
 	for {
@@ -211,7 +209,7 @@ func (p *parallelXZ) work() {
 		i := p.next
 		p.next++
 		p.mu.Unlock()
-		err := p.decode(i, &zr, br, buf)
+		err := p.decode(i, slot, br, buf)
 		p.mu.Lock()
 		if err != nil {
 			p.errs[i] = fmt.Errorf("xz block at offset %d: %w", p.blocks[i].off, err)
@@ -227,30 +225,25 @@ func (p *parallelXZ) work() {
 	}
 }
 
-func (p *parallelXZ) decode(i int, zr **xz.Reader, br *bufio.Reader, buf []byte) error {
+func (p *parallelXZ) decode(i int, slot *decoderSlot, br *bufio.Reader, buf []byte) error {
 	b := p.blocks[i]
 	br.Reset(io.MultiReader(
 		bytes.NewReader(p.header),
 		io.NewSectionReader(p.src, b.off, (b.unpadded+3)&^3),
 		bytes.NewReader(oneBlockStream(p.header, b)),
 	))
-	var err error
-	if *zr == nil {
-		// One decoder per worker, reset for each block: its dictionary
-		// is allocated once.
-		*zr, err = xz.NewReader(br, p.dictMax)
-	} else {
-		err = (*zr).Reset(br)
-	}
+	// The slot's decoder, reset for each block: its dictionary is
+	// allocated once.
+	zr, err := slot.xzReader(br, p.dictMax)
 	if err != nil {
 		return xzErr(err, p.dictMax)
 	}
-	(*zr).Multistream(false)
+	zr.Multistream(false)
 	for done := int64(0); done < b.uncompressed; {
 		if p.stopped.Load() {
 			return errors.New("stopped")
 		}
-		n, err := io.ReadFull(*zr, buf[:min(b.uncompressed-done, int64(len(buf)))])
+		n, err := io.ReadFull(zr, buf[:min(b.uncompressed-done, int64(len(buf)))])
 		if err != nil {
 			return xzErr(noEOF(err), p.dictMax)
 		}
@@ -266,7 +259,7 @@ func (p *parallelXZ) decode(i int, zr **xz.Reader, br *bufio.Reader, buf []byte)
 	// Reading on to the end makes the decoder check the block's CRC and
 	// the index; the block must end where its index record says.
 	var one [1]byte
-	switch n, err := (*zr).Read(one[:]); {
+	switch n, err := zr.Read(one[:]); {
 	case n != 0:
 		return errors.New("block longer than its index record")
 	case err != io.EOF:

@@ -52,7 +52,7 @@ func TestParallelXZ(t *testing.T) {
 				t.Fatalf("parallel = %v, want %v", r != nil, tt.parallel)
 			}
 			if r == nil {
-				if r, _, err = decompress(compXZ, newBufReader(bytes.NewReader(tt.in)), DefaultLimits); err != nil {
+				if r, _, err = decompress(compXZ, newBufReader(bytes.NewReader(tt.in)), DefaultLimits, nil); err != nil {
 					if !tt.wantErr {
 						t.Fatal(err)
 					}
