@@ -435,9 +435,9 @@ func (p *Package) reopen() (*os.File, error) {
 
 // payloadReader decodes a payload (deb data.tar, rpm cpio) of
 // p.Compression from r, feeding every compressed byte to sum if it is not
-// nil, and names the check the decoder verifies. It decodes a multi-block
-// xz stream out of order into a scratch file from o; sum then gets its own
-// pass, at Close's caller's request: see drain.
+// nil, and names the check the decoder verifies. A multi-block xz stream
+// is decoded out of order into a scratch file from o, and sum then reads
+// the compressed bytes in a pass of their own; drain finishes both.
 func (p *Package) payloadReader(r *io.SectionReader, sum io.Writer, o *extractOpts) (*payload, string, error) {
 	pl := &payload{}
 	raw := io.Reader(r)
@@ -454,8 +454,6 @@ func (p *Package) payloadReader(r *io.SectionReader, sum io.Writer, o *extractOp
 			r.ReadAt(hdr, 0)
 			pl.ReadCloser = dec
 			if sum != nil {
-				// Blocks are read out of order: the digest reads the
-				// compressed bytes in a pass of its own.
 				pl.rest = newBufReader(io.TeeReader(io.NewSectionReader(r, 0, r.Size()), sum))
 			}
 			return pl, xzCheck(hdr), nil
