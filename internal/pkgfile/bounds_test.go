@@ -263,3 +263,54 @@ func TestDecoderSlotsShared(t *testing.T) {
 		}
 	}
 }
+
+// md5sums is the check exactly where the compression has none: a lying
+// md5sums fails a zstd deb written without frame checksums and an
+// uncompressed one, and is left to the checksum where there is one.
+func TestMD5SumsWhereNoOtherCheck(t *testing.T) {
+	needTool(t, lookTools("zstd", "xz", "ar", "gzip"))
+	dir := t.TempDir()
+	lying, err := withFiles(pkgtest.File{Name: kubelet.Name, Body: kubeletBody, Digest: strings.Repeat("0", 32)}).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz := filepath.Join(dir, "k_gzip_.deb")
+	os.WriteFile(gz, lying, 0o644)
+	rewrap := func(label, suffix string, compress ...string) string {
+		p, err := rewrapDeb(dir, gz, label, suffix, compress...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cases := []struct {
+		path   string
+		checks string // "" when md5sums must catch the lie
+	}{
+		{gz, "gzip CRC32"},
+		{rewrap("zstd", ".zst", "zstd", "-q", "--check", "data.tar"), "zstd frame checksum"},
+		{rewrap("zstdnocheck", ".zst", "zstd", "-q", "--no-check", "data.tar"), ""},
+		{rewrap("xznone", ".xz", "xz", "-T1", "--check=none", "data.tar"), ""},
+		{rewrap("xzsha", ".xz", "xz", "-T1", "--check=sha256", "data.tar"), "xz SHA-256"},
+		{rewrap("none", "", "true"), ""},
+	}
+	for _, c := range cases {
+		t.Run(filepath.Base(c.path), func(t *testing.T) {
+			p, err := Open(c.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			e, err := p.Extract([]string{"usr/bin/kubelet"}, &buf)
+			if c.checks == "" {
+				if !errors.Is(err, ErrDigest) || !strings.Contains(err.Error(), "md5sums declares 0000") {
+					t.Fatalf("err = %v, want the md5sums mismatch", err)
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(buf.Bytes(), kubeletBody) || strings.Join(e.Checks, ", ") != c.checks {
+				t.Fatalf("err %v, Checks %q, want %q", err, e.Checks, c.checks)
+			}
+		})
+	}
+}
