@@ -173,12 +173,13 @@ type Package struct {
 	// "zstd", "bzip2", "lzma" or "none".
 	Compression string
 
-	limits Limits
-	root   *os.Root    // the package is reopened through it…
-	name   string      // …by this name
-	stat   fs.FileInfo // to notice the file being replaced after Open
-	deb    *debInfo
-	rpm    *rpmInfo
+	limits  Limits
+	root    *os.Root    // the package is reopened through it…
+	hostDir string      // …or through a root opened on this directory (Open)…
+	name    string      // …by this name
+	stat    fs.FileInfo // to notice the file being replaced after Open
+	deb     *debInfo
+	rpm     *rpmInfo
 }
 
 // Entry is the file Extract wrote.
@@ -205,13 +206,20 @@ func Open(path string) (*Package, error) { return OpenLimits(path, DefaultLimits
 
 // OpenLimits is Open with l.
 func OpenLimits(path string, l Limits) (*Package, error) {
-	root, err := os.OpenRoot(filepath.Dir(path))
+	dir := filepath.Dir(path)
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("opening package: %w", err)
 	}
-	// The root stays open as long as the Package, which reopens the file
-	// through it; os.Root closes its descriptor when it is collected.
-	return openIn(root, filepath.Base(path), path, l)
+	// Closed at once: a Package holds no descriptor, and reopen opens
+	// the directory again.
+	defer root.Close()
+	p, err := openIn(root, filepath.Base(path), path, l)
+	if err != nil {
+		return nil, err
+	}
+	p.root, p.hostDir = nil, dir
+	return p, nil
 }
 
 // OpenIn reads the metadata of the package name (slash-separated,
@@ -417,7 +425,16 @@ func (p *Package) reopen() (*os.File, error) {
 	if p.stat == nil {
 		return nil, fmt.Errorf("extracting from %s: package was not opened with Open", p.Path)
 	}
-	f, err := rootfs.OpenRegular(p.root, p.name)
+	root := p.root
+	if root == nil {
+		r, err := os.OpenRoot(p.hostDir)
+		if err != nil {
+			return nil, fmt.Errorf("extracting from package: %w", err)
+		}
+		defer r.Close()
+		root = r
+	}
+	f, err := rootfs.OpenRegular(root, p.name)
 	if err != nil {
 		return nil, fmt.Errorf("extracting from package: %w", err)
 	}
