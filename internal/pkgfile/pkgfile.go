@@ -227,7 +227,8 @@ func OpenLimits(path string, l Limits) (*Package, error) {
 // header), never from the file name; the format is recognised by its
 // magic bytes. The file is opened through root, so a symbolic link that
 // leaves root is refused, and without blocking: a FIFO, device or
-// directory at name is an error naming it.
+// directory at name is an error naming it. Extract and ExtractTo reopen
+// the file through root, which must stay open until they are done.
 func OpenIn(root *os.Root, name string, l Limits) (*Package, error) {
 	return openIn(root, name, "/"+strings.TrimPrefix(name, "/"), l)
 }
