@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Benchmarks internal/pkgfile against the distro tools on packages that hold
-# a ~100 MiB binary of real Go-binary bytes: time (hyperfine, same run) and
-# peak RSS (/usr/bin/time -v).
+# Benchmarks internal/pkgfile against the seed's step on packages that hold a
+# ~113 MB binary of real Go-binary bytes: `dpkg-deb -x` + `install`, and
+# `rpm2cpio | cpio -idm --no-absolute-filenames` + `install`, in the same
+# hyperfine run; peak RSS (/usr/bin/time -f %M) on the machine's cores and
+# with GOMAXPROCS=16, alone and four extractions at once.
 #
 #   bench/pkgfile.sh [--runs N] [--size MiB] [--build-only]
 #
@@ -10,8 +12,8 @@
 # Results: $CACHE/results.md (and JSON next to it).
 set -euo pipefail
 
-runs=5
-size_mib=100
+runs=3
+size_mib=108
 build_only=
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -90,8 +92,8 @@ results=$cache/results.md
 {
 	echo "$(date -u +%FT%TZ), $(nproc) CPUs, load average before: $(cut -d' ' -f1-3 /proc/loadavg), $runs runs, median wall time; CPU = user+sys mean"
 	echo
-	echo "| package | size | Go ExtractTo (ms) | tool (ms) | ratio | Go CPU (ms) | tool CPU (ms) | Go peak RSS (MiB) | tool peak RSS (MiB) |"
-	echo "|---|---|---|---|---|---|---|---|---|"
+	echo "| package | size | Go OpenIn + ExtractTo (ms) | tool + install (ms) | ratio | Go CPU (ms) | tool CPU (ms) | Go peak RSS (MiB) | Go, GOMAXPROCS=16 | tool peak RSS (MiB) |"
+	echo "|---|---|---|---|---|---|---|---|---|---|"
 } >"$results"
 
 rss_mib() { # command... → peak RSS of the whole pipeline's largest process, MiB
@@ -99,32 +101,56 @@ rss_mib() { # command... → peak RSS of the whole pipeline's largest process, M
 	echo $(($(cat "$cache/rss") / 1024))
 }
 
+fresh() { rm -rf "$out" && mkdir -p "$out/x"; }
+
 for pkg in "$cache"/kubelet_*.deb "$cache"/kubelet_*.rpm; do
 	name=$(basename "$pkg")
 	go_cmd="$cache/extract $pkg $out opt/bin/kubelet usr/bin/kubelet"
+	# The seed's step: unpack into a scratch directory, install the binary.
+	inst="install -D -m 0755 $out/x/usr/bin/kubelet $out/opt/bin/kubelet"
 	case "$name" in
-	*.deb) tool_cmd="dpkg-deb -x $pkg $out" ;;
-	*.rpm) tool_cmd="sh -c 'cd $out && rpm2cpio $pkg | cpio -idm --quiet --no-absolute-filenames'" ;;
+	*.deb) tool_cmd="sh -c 'dpkg-deb -x $pkg $out/x && $inst'" ;;
+	*.rpm) tool_cmd="sh -c 'cd $out/x && rpm2cpio $pkg | cpio -idm --quiet --no-absolute-filenames && $inst'" ;;
 	esac
 	hyperfine --style basic --warmup 1 --runs "$runs" \
-		--prepare "rm -rf $out && mkdir -p $out" \
+		--prepare "rm -rf $out && mkdir -p $out/x" \
 		--export-json "$cache/$name.json" \
 		-n go "$go_cmd" -n tool "$tool_cmd" >&2
 	go_ms=$(jq '.results[0].median * 1000 | round' "$cache/$name.json")
 	tool_ms=$(jq '.results[1].median * 1000 | round' "$cache/$name.json")
-	rm -rf "$out" && mkdir -p "$out"
+	fresh
 	go_rss=$(rss_mib $go_cmd)
-	rm -rf "$out" && mkdir -p "$out"
+	fresh
+	go_rss16=$(GOMAXPROCS=16 rss_mib $go_cmd)
+	fresh
 	case "$name" in
-	*.deb) tool_rss=$(rss_mib dpkg-deb -x "$pkg" "$out") ;;
-	# cpio and rpm2cpio run at once; time -v reports the larger child, so
-	# measure each side of the pipe.
-	*.rpm) tool_rss="$(rss_mib rpm2cpio "$pkg") + $(cd "$out" && rpm2cpio "$pkg" | /usr/bin/time -f %M -o "$cache/rss" cpio -idm --quiet --no-absolute-filenames && echo $(($(cat "$cache/rss") / 1024)))" ;;
+	*.deb) tool_rss=$(rss_mib dpkg-deb -x "$pkg" "$out/x") ;;
+	# cpio and rpm2cpio run at once; time reports one process, so measure
+	# each side of the pipe.
+	*.rpm) tool_rss="$(rss_mib rpm2cpio "$pkg") + $(cd "$out/x" && rpm2cpio "$pkg" | /usr/bin/time -f %M -o "$cache/rss" cpio -idm --quiet --no-absolute-filenames && echo $(($(cat "$cache/rss") / 1024)))" ;;
 	esac
 	go_cpu=$(jq '(.results[0].user + .results[0].system) * 1000 | round' "$cache/$name.json")
 	tool_cpu=$(jq '(.results[1].user + .results[1].system) * 1000 | round' "$cache/$name.json")
 	ratio=$(jq -n "$go_ms / $tool_ms * 100 | round / 100")
-	printf '| %s | %s MiB | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$(($(stat -c %s "$pkg") >> 20))" "$go_ms" "$tool_ms" "$ratio" "$go_cpu" "$tool_cpu" "$go_rss" "$tool_rss" >>"$results"
+	printf '| %s | %s MB | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$(($(stat -c %s "$pkg") / 1000000))" "$go_ms" "$tool_ms" "$ratio" "$go_cpu" "$tool_cpu" "$go_rss" "$go_rss16" "$tool_rss" >>"$results"
+done
+
+# Four extractions at once with GOMAXPROCS=16, as a bake with --parallel 4
+# on a big machine: peak RSS of the process, and with a soft memory limit.
+{
+	echo
+	echo "Four extractions of the same package at once (EXTRACT_PARALLEL=4: two shared decoder slots), GOMAXPROCS=16: peak RSS of the process."
+	echo
+	echo "| package | peak RSS (MiB) | with GOMEMLIMIT=32MiB (MiB) |"
+	echo "|---|---|---|"
+} >>"$results"
+for name in kubelet_xz.deb kubelet_zstd.deb kubelet_xz.rpm kubelet_gzip.deb; do
+	go_cmd="$cache/extract $cache/$name $out opt/bin/kubelet usr/bin/kubelet"
+	fresh
+	par=$(EXTRACT_PARALLEL=4 GOMAXPROCS=16 rss_mib $go_cmd)
+	fresh
+	parlim=$(EXTRACT_PARALLEL=4 GOMAXPROCS=16 GOMEMLIMIT=32MiB rss_mib $go_cmd)
+	printf '| %s | %s | %s |\n' "$name" "$par" "$parlim" >>"$results"
 done
 rm -rf "$out"
 cat "$results"

@@ -393,7 +393,7 @@ func (c *command) request(root *os.Root, m *manifest.Manifest) (plan.Request, er
 
 func (c *command) applyOptions(root *os.Root, p *plan.Plan) apply.Options {
 	o := apply.Options{
-		Root: root, Logger: c.log, Parallel: c.o.parallel, Limits: pkgfile.DefaultLimits,
+		Root: root, Logger: c.log, Parallel: c.o.parallel, Limits: extractLimits(),
 		AfterAction: crashHook(c.getenv), Manager: c.manager,
 	}
 	if f, ok := c.stderr.(*os.File); ok && c.o.output == "text" && term.IsTerminal(int(f.Fd())) {
@@ -459,4 +459,13 @@ func (c *command) verify(ctx context.Context, root *os.Root, m *manifest.Manifes
 		return ExitVerify, fmt.Errorf("verify: %d of %d binaries differ from the manifest", failed, len(checks))
 	}
 	return ExitOK, nil
+}
+
+// extractLimits are the package limits of one run. The decoder slots are
+// shared by every extraction of the run, so that memory stays bounded by
+// two decoders whatever --parallel and the core count are.
+func extractLimits() pkgfile.Limits {
+	l := pkgfile.DefaultLimits
+	l.Decoders = pkgfile.NewDecoderSlots(2)
+	return l
 }

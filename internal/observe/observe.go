@@ -212,9 +212,11 @@ func openCached(root *os.Root, p string) state.Package {
 }
 
 // OpenPackage opens the package at p (absolute, under root) with limits:
-// the one place reconcile opens a package file.
+// the one place reconcile opens a package file. It goes through the root,
+// so a cache path that a user swapped for a symlink out of it, or a FIFO,
+// is refused, never followed or waited on.
 func OpenPackage(root *os.Root, p string, l pkgfile.Limits) (*pkgfile.Package, error) {
-	return pkgfile.OpenLimits(HostPath(root, p), l)
+	return pkgfile.OpenIn(root, rootfs.Rel(p), l)
 }
 
 // HostPath is the path on this host of p (absolute, under root), for what

@@ -4,26 +4,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 )
 
 // BenchmarkExtract extracts usr/bin/kubelet to io.Discard from the small
 // test fixtures, or from the packages in $PKGFILE_BENCH_DIR (*.deb, *.rpm;
 // bench/pkgfile.sh builds 100 MB ones there).
-//
-// PKGFILE_XZ_SEQUENTIAL=1 and PKGFILE_ZSTD_CONCURRENCY=n switch the
-// decoder options being tuned.
+// With -cpu 1 a multi-block xz stream is decoded sequentially.
 func BenchmarkExtract(b *testing.B) {
-	if os.Getenv("PKGFILE_XZ_SEQUENTIAL") == "1" {
-		xzParallel = false
-		defer func() { xzParallel = true }()
-	}
-	if n, err := strconv.Atoi(os.Getenv("PKGFILE_ZSTD_CONCURRENCY")); err == nil {
-		old := zstdConcurrency
-		zstdConcurrency = n
-		defer func() { zstdConcurrency = old }()
-	}
 	type pkg struct{ name, path string }
 	var pkgs []pkg
 	if dir := os.Getenv("PKGFILE_BENCH_DIR"); dir != "" {

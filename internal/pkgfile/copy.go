@@ -17,6 +17,12 @@ const asyncMin = 4 << 20
 // sum on the way and verifying it at the end.
 func (p *Package) copyEntry(w io.Writer, r io.Reader, name string, size int64, sum *hashCheck, member string) error {
 	sinks := []io.Writer{w}
+	if pw, ok := w.(interface{ Parts() (io.Writer, io.Writer) }); ok && size >= asyncMin {
+		// rootfs.Writer: the file and its SHA-256 each on a goroutine of
+		// their own, off the decoder's.
+		file, hash := pw.Parts()
+		sinks = []io.Writer{file, hash}
+	}
 	if sum != nil {
 		sinks = append(sinks, sum.h)
 	}
@@ -63,9 +69,8 @@ func copySync(w io.Writer, r io.Reader, n int64) (done int64, rerr, werr error) 
 }
 
 // copyAsync is copySync with each sink on its own goroutine: decompressing
-// here while the destination (which WriteAtomic hashes with SHA-256) and
-// the package's digest (md5 at ~0.5 GB/s, the slowest part of a zstd deb)
-// consume the same chunks elsewhere. A chunk is reused once every sink is
+// here while the file, its SHA-256 and the package's digest consume the
+// same chunks elsewhere. A chunk is reused once every sink is
 // done with it.
 func copyAsync(r io.Reader, n int64, sinks ...io.Writer) (done int64, rerr, werr error) {
 	f := newFanout(sinks)

@@ -17,9 +17,6 @@ type cpioHeader struct {
 	mode  uint32
 	nlink uint32
 	size  int64
-	// index into the rpm file list for rpm's "stripped" headers (07070X,
-	// used when a payload holds files ≥ 4 GiB), else -1.
-	index int
 }
 
 type cpioReader struct {
@@ -64,7 +61,7 @@ func (c *cpioReader) next() (cpioHeader, error) {
 		}
 		f[i] = v
 	}
-	h := cpioHeader{mode: f[1], nlink: f[4], size: int64(f[6]), index: -1}
+	h := cpioHeader{mode: f[1], nlink: f[4], size: int64(f[6])}
 	namesize := int64(f[11])
 	if namesize < 2 || namesize > 4096 {
 		return cpioHeader{}, fmt.Errorf("bad cpio name size %d", namesize)
@@ -100,7 +97,6 @@ func (c *cpioReader) nextStripped() (cpioHeader, error) {
 	if !ok {
 		return cpioHeader{}, fmt.Errorf("stripped cpio header: file index %d out of range", idx)
 	}
-	h.index = int(idx)
 	c.remain, c.pad = h.size, pad4(h.size)
 	return h, nil
 }

@@ -16,11 +16,18 @@
 // package, or starts a chain of more than eight links is refused. Hard links
 // as the wanted entry are refused. Nothing a link says ever reaches the disk.
 //
-// Decoding runs beside hashing and writing on separate goroutines, and the
-// xz data.tar of a deb, which dpkg-deb writes as independent blocks, is
-// decoded block-parallel: that costs up to one decoded block (24 MiB with
-// dpkg's defaults) of memory ahead of the reader. A Package may be used by
-// several goroutines at once.
+// Packages are opened through an *os.Root (OpenIn), never by a host path,
+// and refused at once when the path holds anything but a regular file (a
+// FIFO does not block the run). Extraction reopens the file through the
+// same root and makes sure it is the same file.
+//
+// Memory is bounded whatever the core count: decoders run with a fixed
+// concurrency, and a payload whose LZMA dictionary or zstd window exceeds
+// Limits.MaxWindow is refused. The xz data.tar of a deb, which dpkg-deb
+// writes as independent blocks, is decoded by two goroutines out of order
+// straight into an unlinked scratch file (the page cache holds decoded
+// blocks, not the heap) and read back in order; see xzpar.go. A Package
+// may be used by several goroutines at once.
 package pkgfile
 
 import (
@@ -32,11 +39,13 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 
 	"github.com/nodeimage/reconcile/internal/pkgversion"
 	"github.com/nodeimage/reconcile/internal/platform"
 	"github.com/nodeimage/reconcile/internal/rootfs"
+	"github.com/xi2/xz"
 )
 
 // Limits bound what a package may make this package read or allocate.
@@ -50,6 +59,73 @@ type Limits struct {
 	// MaxUnpackedSize caps the uncompressed bytes read from a payload, so
 	// a decompression bomb costs bounded time. Zero means 8 × MaxFileSize.
 	MaxUnpackedSize int64
+	// MaxWindow caps the memory a compressed stream may make its decoder
+	// hold: the LZMA/LZMA2 dictionary of xz and lzma, the zstd window. It
+	// also caps the decoded size of an xz block decoded out of order
+	// (larger ones are decoded in sequence), and so the scratch space.
+	// Zero means 64 MiB, what xz -9 and zstd --long=26 use; dpkg and
+	// rpm's defaults use 8 MiB.
+	MaxWindow int64
+	// Decoders, when set, bounds the payload decoders running at once
+	// across every extraction whose Limits share it, and with them the
+	// memory of a run that extracts several packages in parallel: each
+	// decoder holds up to MaxWindow. Nil bounds them per extraction only
+	// (two for a multi-block xz stream, else one).
+	Decoders *DecoderSlots
+}
+
+// DecoderSlots is a count of decoders that may run at once, shared by the
+// extractions that are given it. A slot keeps its xz decoder between
+// uses, so its dictionary is allocated once per slot, not once per
+// package: what the garbage collector would otherwise have to catch up
+// with is most of a parallel bake's memory.
+type DecoderSlots struct{ c chan *decoderSlot }
+
+// NewDecoderSlots allows n (at least 1) decoders at once.
+func NewDecoderSlots(n int) *DecoderSlots {
+	d := &DecoderSlots{c: make(chan *decoderSlot, max(n, 1))}
+	for range cap(d.c) {
+		d.c <- &decoderSlot{}
+	}
+	return d
+}
+
+// acquire waits for a slot; a nil *DecoderSlots hands out a fresh one at
+// once.
+func (d *DecoderSlots) acquire() *decoderSlot {
+	if d == nil {
+		return &decoderSlot{}
+	}
+	return <-d.c
+}
+
+func (d *DecoderSlots) release(s *decoderSlot) {
+	if d != nil {
+		d.c <- s
+	}
+}
+
+// decoderSlot holds the xz decoder of the last user of the slot.
+type decoderSlot struct {
+	xz      *xz.Reader
+	dictMax uint32
+}
+
+// xzReader is an xz decoder of r with dictMax, the slot's own when it has
+// one with the same limit (reset: same dictionary), else a new one.
+func (s *decoderSlot) xzReader(r io.Reader, dictMax uint32) (*xz.Reader, error) {
+	if s.xz != nil && s.dictMax == dictMax {
+		if err := s.xz.Reset(r); err != nil {
+			return nil, err
+		}
+		return s.xz, nil
+	}
+	zr, err := xz.NewReader(r, dictMax)
+	if err != nil {
+		return nil, err
+	}
+	s.xz, s.dictMax = zr, dictMax
+	return zr, nil
 }
 
 // DefaultLimits fit any Kubernetes node binary with a wide margin (kubelet
@@ -58,6 +134,14 @@ var DefaultLimits = Limits{
 	MaxFileSize:     1 << 30,
 	MaxMetadataSize: 64 << 20,
 	MaxUnpackedSize: 8 << 30,
+	MaxWindow:       64 << 20,
+}
+
+func (l Limits) window() int64 {
+	if l.MaxWindow > 0 {
+		return l.MaxWindow
+	}
+	return 64 << 20
 }
 
 func (l Limits) unpacked() int64 {
@@ -69,6 +153,8 @@ func (l Limits) unpacked() int64 {
 
 // Package is what a package file says about itself.
 type Package struct {
+	// Path names the package in errors: the host path given to Open, or
+	// "/" + the root-relative name given to OpenIn.
 	Path    string
 	Format  platform.Format
 	Name    string
@@ -87,10 +173,13 @@ type Package struct {
 	// "zstd", "bzip2", "lzma" or "none".
 	Compression string
 
-	limits Limits
-	stat   fs.FileInfo // to notice the file being replaced after Open
-	deb    *debInfo
-	rpm    *rpmInfo
+	limits  Limits
+	root    *os.Root    // the package is reopened through it…
+	hostDir string      // …or through a root opened on this directory (Open)…
+	name    string      // …by this name
+	stat    fs.FileInfo // to notice the file being replaced after Open
+	deb     *debInfo
+	rpm     *rpmInfo
 }
 
 // Entry is the file Extract wrote.
@@ -100,30 +189,64 @@ type Entry struct {
 	Mode fs.FileMode // permission bits the package declares
 	// Digest is what the package declares for the file, "<algo>:<hex>"
 	// ("sha256:…" for rpm, "md5:…" from a deb's md5sums), or "" when the
-	// package declares none. Extract has verified it.
+	// package declares none.
 	Digest string
+	// Checks names what verified the content, e.g. "sha256 file digest",
+	// "md5sums", "zstd frame checksum", "xz CRC64", "gzip CRC32"; empty
+	// when nothing did. A deb's md5sums is verified only when the data.tar
+	// compression carries no check of its own over every byte: it is
+	// unsigned, so it guards against the same accidents as that check,
+	// and dpkg itself never reads it when unpacking.
+	Checks []string
 }
 
-// Open reads the metadata of the package at path with DefaultLimits.
+// Open reads the metadata of the package at the host path path with
+// DefaultLimits. It is OpenIn on a root opened at the file's directory.
 func Open(path string) (*Package, error) { return OpenLimits(path, DefaultLimits) }
 
-// OpenLimits reads the metadata of the package at path from the package
-// itself (deb control file, rpm header), never from the file name. The
-// format is recognised by its magic bytes.
+// OpenLimits is Open with l.
 func OpenLimits(path string, l Limits) (*Package, error) {
-	f, err := os.Open(path)
+	dir := filepath.Dir(path)
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("opening package: %w", err)
+	}
+	// Closed at once: a Package holds no descriptor, and reopen opens
+	// the directory again.
+	defer root.Close()
+	p, err := openIn(root, filepath.Base(path), path, l)
+	if err != nil {
+		return nil, err
+	}
+	p.root, p.hostDir = nil, dir
+	return p, nil
+}
+
+// OpenIn reads the metadata of the package name (slash-separated,
+// relative to root) from the package itself (deb control file, rpm
+// header), never from the file name; the format is recognised by its
+// magic bytes. The file is opened through root, so a symbolic link that
+// leaves root is refused, and without blocking: a FIFO, device or
+// directory at name is an error naming it. Extract and ExtractTo reopen
+// the file through root, which must stay open until they are done.
+func OpenIn(root *os.Root, name string, l Limits) (*Package, error) {
+	return openIn(root, name, "/"+strings.TrimPrefix(name, "/"), l)
+}
+
+func openIn(root *os.Root, name, display string, l Limits) (*Package, error) {
+	f, err := rootfs.OpenRegular(root, name)
+	if err != nil {
+		if errors.Is(err, rootfs.ErrNotRegular) {
+			return nil, &Error{Path: display, Kind: ErrCorrupt, Detail: "not a regular file", Err: err}
+		}
+		return nil, fmt.Errorf("opening package %s: %w", display, err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("opening package: %w", err)
+		return nil, fmt.Errorf("opening package %s: %w", display, err)
 	}
-	if !st.Mode().IsRegular() {
-		return nil, &Error{Path: path, Kind: ErrCorrupt, Detail: "not a regular file"}
-	}
-	p := &Package{Path: path, limits: l, stat: st}
+	p := &Package{Path: display, limits: l, root: root, name: name, stat: st}
 	var magic [8]byte
 	n, _ := f.ReadAt(magic[:], 0)
 	switch {
@@ -134,7 +257,7 @@ func OpenLimits(path string, l Limits) (*Package, error) {
 		p.Format = platform.RPM
 		err = p.openRPM(f, st.Size())
 	default:
-		return nil, &Error{Path: path, Kind: ErrCorrupt, Detail: "neither a deb (ar archive) nor an rpm: unknown magic bytes"}
+		return nil, &Error{Path: display, Kind: ErrCorrupt, Detail: "neither a deb (ar archive) nor an rpm: unknown magic bytes"}
 	}
 	if err != nil {
 		return nil, err
@@ -151,15 +274,15 @@ func OpenLimits(path string, l Limits) (*Package, error) {
 // or a bad checksum anywhere is noticed. On error w may have received part
 // of the content; ExtractTo is the way to never see it.
 func (p *Package) Extract(candidates []string, w io.Writer) (Entry, error) {
-	return p.extract(candidates, w, nil)
+	return p.extract(candidates, w, &extractOpts{scratch: hostScratch})
 }
 
 // ExtractTo extracts like Extract into dest (a slash path relative to
-// root) with mode 0755, through rootfs.WriteAtomic: dest is replaced only
+// root) with mode 0755, through rootfs.WriteChecked: dest is replaced only
 // once every check passed, and a failure leaves neither dest nor a temp
 // file behind.
 func (p *Package) ExtractTo(root *os.Root, dest string, candidates []string) (Entry, rootfs.Result, error) {
-	o := &extractOpts{}
+	o := &extractOpts{scratch: func() (*os.File, error) { return rootScratch(root, dest) }}
 	var e Entry
 	var check func(rootfs.Result) error
 	if p.rpm != nil && p.rpm.fileAlgo == crypto.SHA256 {
@@ -185,11 +308,42 @@ func (p *Package) ExtractTo(root *os.Root, dest string, candidates []string) (En
 	return e, res, nil
 }
 
-// extractOpts lets ExtractTo take over work that WriteAtomic already does.
+// extractOpts lets ExtractTo take over work that WriteChecked already does.
 type extractOpts struct {
 	deferSHA256 bool   // leave a SHA-256 file digest to the caller…
 	deferred    bool   // …which extract did,
 	wantSHA256  string // expecting this hex digest
+	// scratch makes the unlinked file a multi-block xz stream is decoded
+	// into.
+	scratch func() (*os.File, error)
+}
+
+// rootScratch is a scratch file beside dest, on the filesystem the
+// content is written to anyway, unlinked at once: nothing of it outlives
+// the extraction, not even after a crash.
+func rootScratch(root *os.Root, dest string) (*os.File, error) {
+	f, tmp, err := rootfs.CreateTemp(root, dest)
+	if err != nil {
+		return nil, err
+	}
+	if err := root.Remove(tmp); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("removing scratch file %s: %w", tmp, err)
+	}
+	return f, nil
+}
+
+// hostScratch is the scratch file of Extract, which has no root.
+func hostScratch() (*os.File, error) {
+	f, err := os.CreateTemp("", rootfs.TempPrefix+"xz-")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 func (p *Package) extract(candidates []string, w io.Writer, o *extractOpts) (Entry, error) {
@@ -258,20 +412,30 @@ func (p *Package) extractOnce(want []string, w io.Writer, o *extractOpts) (Entry
 	defer f.Close()
 	switch p.Format {
 	case platform.Deb:
-		return p.extractDeb(f, want, w)
+		return p.extractDeb(f, want, w, o)
 	case platform.RPM:
 		return p.extractRPM(f, want, w, o)
 	}
 	return Entry{}, fmt.Errorf("extracting from %s: package was not opened with Open", p.Path)
 }
 
-// reopen opens the package again and makes sure it is the file Open read,
-// so metadata and content cannot come from two different packages.
+// reopen opens the package again through the root it was opened in and
+// makes sure it is the file Open read, so metadata and content cannot come
+// from two different packages.
 func (p *Package) reopen() (*os.File, error) {
 	if p.stat == nil {
 		return nil, fmt.Errorf("extracting from %s: package was not opened with Open", p.Path)
 	}
-	f, err := os.Open(p.Path)
+	root := p.root
+	if root == nil {
+		r, err := os.OpenRoot(p.hostDir)
+		if err != nil {
+			return nil, fmt.Errorf("extracting from package: %w", err)
+		}
+		defer r.Close()
+		root = r
+	}
+	f, err := rootfs.OpenRegular(root, p.name)
 	if err != nil {
 		return nil, fmt.Errorf("extracting from package: %w", err)
 	}
@@ -285,6 +449,77 @@ func (p *Package) reopen() (*os.File, error) {
 		return nil, &Error{Path: p.Path, Kind: ErrCorrupt, Detail: "file changed since it was opened"}
 	}
 	return f, nil
+}
+
+// payloadReader decodes a payload (deb data.tar, rpm cpio) of
+// p.Compression from r, feeding every compressed byte to sum if it is not
+// nil, and names the check the decoder verifies. A multi-block xz stream
+// is decoded out of order into a scratch file from o, and sum then reads
+// the compressed bytes in a pass of their own; drain finishes both.
+func (p *Package) payloadReader(r *io.SectionReader, sum io.Writer, o *extractOpts) (*payload, string, error) {
+	pl := &payload{}
+	raw := io.Reader(r)
+	if sum != nil {
+		raw = io.TeeReader(r, sum)
+	}
+	if p.Compression == compXZ && o != nil && o.scratch != nil {
+		dec, err := newParallelXZ(r, r.Size(), p.limits, o.scratch)
+		if err != nil {
+			return nil, "", err
+		}
+		if dec != nil {
+			hdr := make([]byte, xzHeaderLen)
+			r.ReadAt(hdr, 0)
+			pl.ReadCloser = dec
+			if sum != nil {
+				pl.rest = newBufReader(io.TeeReader(io.NewSectionReader(r, 0, r.Size()), sum))
+			}
+			return pl, xzCheck(hdr), nil
+		}
+	}
+	br := newBufReader(raw)
+	slot := p.limits.Decoders.acquire()
+	dec, check, err := decompress(p.Compression, br, p.limits, slot)
+	if err != nil {
+		p.limits.Decoders.release(slot)
+		return nil, "", err
+	}
+	pl.ReadCloser, pl.slots, pl.slot = dec, p.limits.Decoders, slot
+	if sum != nil {
+		pl.rest = br
+	}
+	return pl, check, nil
+}
+
+// payload is a decoded payload and, in rest, what is left of the
+// compressed bytes its digest must still see.
+type payload struct {
+	io.ReadCloser
+	rest  io.Reader
+	slots *DecoderSlots // slot is given back to it by Close
+	slot  *decoderSlot
+}
+
+func (pl *payload) Close() error {
+	err := pl.ReadCloser.Close()
+	if pl.slot != nil {
+		pl.slots.release(pl.slot)
+	}
+	return err
+}
+
+// drain reads the payload to its end, so the decoder checks its trailer
+// (CRC, xz index), and then the rest of the compressed bytes, so a digest
+// over them covers every one.
+func (pl *payload) drain() error {
+	if _, err := io.Copy(io.Discard, pl.ReadCloser); err != nil {
+		return err
+	}
+	if pl.rest != nil {
+		_, err := io.Copy(io.Discard, pl.rest)
+		return err
+	}
+	return nil
 }
 
 func (p *Package) errf(kind error, entry string, cause error, format string, args ...any) *Error {
@@ -343,9 +578,10 @@ func notFound(p *Package, want []string) *Error {
 	return p.errf(ErrNotFound, "", nil, "none of %s", strings.Join(want, ", "))
 }
 
-// bufSize is the read size around every compressed stream: decoders make
-// millions of tiny reads without it (FACTS: 19.7 s instead of 3.2 s for a
-// 100 MiB xz deb).
-const bufSize = 1 << 20
+// bufSize is the read size around every compressed stream (decoders make
+// millions of tiny reads without it: FACTS, 19.7 s instead of 3.2 s for a
+// 100 MiB xz deb) and the chunk size of every copy. Larger buys nothing
+// measurable and costs memory per decoder.
+const bufSize = 256 << 10
 
 func newBufReader(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, bufSize) }

@@ -101,6 +101,9 @@ func TestExtractMatchesDistroTools(t *testing.T) {
 				if e.Digest != wantDigest {
 					t.Errorf("Digest = %q, want %q", e.Digest, wantDigest)
 				}
+				if got, want := strings.Join(e.Checks, ", "), fixtureChecks(f); got != want {
+					t.Errorf("Checks = %q, want %q", got, want)
+				}
 			}
 		})
 	}
@@ -232,7 +235,10 @@ func TestExtractToFailureLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	badDeb, err := withFiles(pkgtest.File{Name: "./usr/bin/kubelet", Body: big, Digest: strings.Repeat("ab", 16)}).Bytes()
+	// Uncompressed: md5sums is then the check of the content.
+	bad := withFiles(pkgtest.File{Name: "./usr/bin/kubelet", Body: big, Digest: strings.Repeat("ab", 16)})
+	bad.Compression = "none"
+	badDeb, err := bad.Bytes()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,4 +455,21 @@ func TestLargeEntries(t *testing.T) {
 			})
 		}
 	}
+}
+
+// fixtureChecks is what verifies the content of a real fixture: the
+// compression's own check where it has one (a deb's md5sums only where it
+// has not), and for rpm the header's file digest and payload digest too.
+// rpmbuild writes zstd frames without a checksum, dpkg-deb with one.
+func fixtureChecks(f fixture) string {
+	comp := map[string]string{"gzip": "gzip CRC32", "bzip2": "bzip2 CRC32", "xz": "xz CRC64", "zstd": "zstd frame checksum"}[f.comp]
+	if f.format == platform.Deb {
+		return comp // the none deb has no md5sums
+	}
+	if f.comp == "xz" {
+		comp = "xz SHA-256"
+	} else if f.comp == "zstd" {
+		comp = ""
+	}
+	return strings.Join(slices.DeleteFunc([]string{"sha256 file digest", comp, "sha256 payload digest"}, func(s string) bool { return s == "" }), ", ")
 }

@@ -147,12 +147,13 @@ type rpmFile struct {
 }
 
 type rpmInfo struct {
-	payloadOff    int64
-	payloadAlgo   crypto.Hash
-	payloadDigest string // hex, "" when the package declares none
-	fileAlgo      crypto.Hash
-	fileAlgoName  string
-	files         []rpmFile
+	payloadOff      int64
+	payloadAlgo     crypto.Hash
+	payloadAlgoName string
+	payloadDigest   string // hex, "" when the package declares none
+	fileAlgo        crypto.Hash
+	fileAlgoName    string
+	files           []rpmFile
 }
 
 // readRPMHeader reads the header structure at off and checks every index
@@ -381,7 +382,7 @@ func (p *Package) openRPM(f *os.File, size int64) error {
 		if !known {
 			return p.errf(ErrUnsupported, "header", nil, "payload digest algorithm %d", algo)
 		}
-		r.payloadAlgo, r.payloadDigest = a.h, strings.ToLower(d[0])
+		r.payloadAlgo, r.payloadAlgoName, r.payloadDigest = a.h, a.name, strings.ToLower(d[0])
 	}
 	if err := r.readFiles(hdr); err != nil {
 		kind := ErrCorrupt
@@ -569,6 +570,7 @@ func (p *Package) extractRPM(f *os.File, want []string, w io.Writer, o *extractO
 			return Entry{}, p.errf(ErrUnsupported, fl.name, nil, "file digest algorithm %s", r.fileAlgoName)
 		}
 		e.Digest = r.fileAlgoName + ":" + fl.digest
+		e.Checks = append(e.Checks, r.fileAlgoName+" file digest")
 		if o != nil && o.deferSHA256 && r.fileAlgo == crypto.SHA256 {
 			o.deferred, o.wantSHA256 = true, fl.digest
 		} else {
@@ -577,28 +579,21 @@ func (p *Package) extractRPM(f *os.File, want []string, w io.Writer, o *extractO
 	}
 
 	const member = "payload"
-	payload := io.NewSectionReader(f, r.payloadOff, p.stat.Size()-r.payloadOff)
-	var raw io.Reader = payload
+	payloadSection := io.NewSectionReader(f, r.payloadOff, p.stat.Size()-r.payloadOff)
 	var payloadSum hash.Hash
+	var sumSink io.Writer
 	if r.payloadDigest != "" {
 		payloadSum = newHash(r.payloadAlgo)
-		raw = io.TeeReader(raw, payloadSum)
+		sumSink = payloadSum
 	}
-	br := newBufReader(raw)
-	var dec io.ReadCloser
-	if p.Compression == compXZ {
-		// Blocks are read out of order: the digest gets its own pass.
-		if dec = newParallelXZ(payload, payload.Size()); dec != nil && payloadSum != nil {
-			br = newBufReader(io.TeeReader(payload, payloadSum))
-		}
-	}
-	if dec == nil {
-		var err error
-		if dec, err = decompress(p.Compression, br); err != nil {
-			return Entry{}, p.errf(ErrCorrupt, member, err, "")
-		}
+	dec, check, err := p.payloadReader(payloadSection, sumSink, o)
+	if err != nil {
+		return Entry{}, p.decodeErr(member, err)
 	}
 	defer dec.Close()
+	if check != "" {
+		e.Checks = append(e.Checks, check)
+	}
 	cr := &cpioReader{
 		r: &capReader{r: dec, n: p.limits.unpacked()},
 		stripped: func(i int) (cpioHeader, bool) {
@@ -647,13 +642,11 @@ func (p *Package) extractRPM(f *os.File, want []string, w io.Writer, o *extractO
 	}
 	// Read to the end: the decoder checks its trailer, and the payload
 	// digest covers every compressed byte.
-	if _, err := io.Copy(io.Discard, dec); err != nil {
+	if err := dec.drain(); err != nil {
 		return Entry{}, p.readErr(member, err)
 	}
 	if payloadSum != nil {
-		if _, err := io.Copy(io.Discard, br); err != nil {
-			return Entry{}, p.readErr(member, err)
-		}
+		e.Checks = append(e.Checks, r.payloadAlgoName+" payload digest")
 		if got := hex.EncodeToString(payloadSum.Sum(nil)); got != r.payloadDigest {
 			return Entry{}, p.errf(ErrDigest, member, nil, "compressed payload has digest %s, the header declares %s", got, r.payloadDigest)
 		}

@@ -118,7 +118,9 @@ func (t *Tarball) scan(want string, w io.Writer) (Entry, *tar.Header, error) {
 		return Entry{}, nil, err
 	}
 	defer f.Close()
-	dec, err := decompress(t.Compression, newBufReader(f))
+	slot := t.limits.Decoders.acquire()
+	defer t.limits.Decoders.release(slot)
+	dec, _, err := decompress(t.Compression, newBufReader(f), t.limits, slot)
 	if err != nil {
 		return Entry{}, nil, t.errf(ErrCorrupt, "", err, "")
 	}

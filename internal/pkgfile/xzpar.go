@@ -1,35 +1,51 @@
 package pkgfile
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
-	"github.com/xi2/xz"
+	"golang.org/x/sys/unix"
 )
 
 // Block-parallel xz decoding. dpkg-deb compresses data.tar with liblzma's
 // multi-threaded encoder, which cuts the stream into independent blocks
 // (24 MiB each at the default preset) and lists their sizes in the
-// stream's index. The package file is a seekable file, so each block can be
-// decoded on its own core: every block is wrapped into a one-block xz
-// stream of its own (the original stream header, the block, a one-record
-// index and a footer) and handed to an ordinary decoder, which checks the
-// block's CRC and sizes as usual. Pure-Go xz is 2-3× slower than liblzma
-// per core (FACTS); this buys back what the cores allow.
+// stream's index. The package file is a seekable file, so blocks can be
+// decoded on two goroutines at once: every block is wrapped into a
+// one-block xz stream of its own (the original stream header, the block, a
+// one-record index and a footer) and handed to an ordinary decoder, which
+// checks the block's CRC and sizes as usual. Pure-Go xz is 2-3× slower than
+// liblzma per core (FACTS); this buys back what a second core allows.
+//
+// Decoded blocks do not wait in the heap: each decoder writes its block
+// straight into an unlinked scratch file at the block's offset in the
+// decoded stream (the offsets come from the index), and the reader reads
+// the stream back in order as its prefix completes. The page cache is the
+// buffer; a block read is punched out of the file, so the scratch file
+// holds at most xzAhead blocks. The heap holds two decoders (their
+// dictionaries, ≤ Limits.MaxWindow each) and their buffers, whatever the
+// core count.
 //
 // Anything unusual (one block, several streams, stream padding, blocks
-// larger than xzMaxParBlock) falls back to the sequential decoder.
+// larger than Limits.MaxWindow) is decoded sequentially.
 
 const (
-	xzHeaderLen   = 12
-	xzMaxParBlock = 64 << 20 // a decoded block is held in memory
-	xzMaxBlocks   = 1 << 16
+	xzHeaderLen = 12
+	xzMaxBlocks = 1 << 16
+	// xzWorkers decode blocks at once: fixed, so that memory does not grow
+	// with the core count.
+	xzWorkers = 2
+	// xzAhead bounds the blocks started beyond the one being read.
+	xzAhead = xzWorkers + 1
 )
 
 var xzMagic = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
@@ -38,13 +54,15 @@ type xzBlock struct {
 	off          int64 // of the block in the section
 	unpadded     int64
 	uncompressed int64
+	uoff         int64 // of its content in the decoded stream
 }
 
 // xzBlocks reads the index of the single xz stream that fills r (size
 // bytes) and returns its stream header and blocks. ok is false when the
-// stream is not one that parallel decoding handles, including when it is
-// damaged: the sequential decoder then reports what is wrong.
-func xzBlocks(r io.ReaderAt, size int64) (header []byte, blocks []xzBlock, ok bool) {
+// stream is not one that parallel decoding handles (including a block
+// that decodes to more than maxBlock bytes), or when it is damaged: the
+// sequential decoder then reports what is wrong.
+func xzBlocks(r io.ReaderAt, size, maxBlock int64) (header []byte, blocks []xzBlock, ok bool) {
 	if size < 2*xzHeaderLen {
 		return nil, nil, false
 	}
@@ -78,15 +96,16 @@ func xzBlocks(r io.ReaderAt, size int64) (header []byte, blocks []xzBlock, ok bo
 	if err != nil || n < 2 || n > xzMaxBlocks {
 		return nil, nil, false
 	}
-	off := int64(xzHeaderLen)
+	off, uoff := int64(xzHeaderLen), int64(0)
 	for range n {
 		u, err1 := binary.ReadUvarint(rd)
 		c, err2 := binary.ReadUvarint(rd)
-		if err1 != nil || err2 != nil || u == 0 || u > uint64(size) || c > xzMaxParBlock {
+		if err1 != nil || err2 != nil || u == 0 || u > uint64(size) || c > uint64(maxBlock) {
 			return nil, nil, false
 		}
-		blocks = append(blocks, xzBlock{off: off, unpadded: int64(u), uncompressed: int64(c)})
+		blocks = append(blocks, xzBlock{off: off, unpadded: int64(u), uncompressed: int64(c), uoff: uoff})
 		off += (int64(u) + 3) &^ 3
+		uoff += int64(c)
 	}
 	if off != indexOff {
 		return nil, nil, false // padding or another stream in between
@@ -114,139 +133,199 @@ func oneBlockStream(header []byte, b xzBlock) []byte {
 	return append(idx, foot[:]...)
 }
 
-// parallelXZ reads the decompressed blocks in order while later blocks
-// decode on other goroutines. Each block arrives as a stream of chunks: the
-// block being read costs only the chunks in flight, and only the blocks
-// decoding ahead of it accumulate (about one block per extra core).
+// parallelXZ is the in-order reader of a multi-block stream decoded by
+// xzWorkers goroutines into scratch.
 type parallelXZ struct {
-	r       io.ReaderAt
+	src     io.ReaderAt
+	slots   *DecoderSlots
 	header  []byte
 	blocks  []xzBlock
-	next    int // next block to start
-	pending []chan xzChunk
-	cur     []byte // unread part of chunk
-	chunk   []byte
-	err     error
-	stop    chan struct{}
+	scratch *os.File
+	dictMax uint32
+	stopped atomic.Bool
+	wg      sync.WaitGroup
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	next    int     // next block a worker takes
+	cur     int     // block the reader is in
+	written []int64 // decoded bytes of each block in scratch
+	done    []bool  // block fully decoded and its check verified
+	errs    []error
+
+	pos int64 // of the reader in the decoded stream
+	err error // sticky, for the reader
 }
-
-type xzChunk struct {
-	data []byte
-	err  error // io.EOF after a block's last chunk
-}
-
-const xzChunkSize = 1 << 20
-
-// xzChunks recycles chunks: without it the garbage of a 100 MiB package
-// doubles the decoder's peak RSS before the GC catches up.
-var xzChunks = sync.Pool{New: func() any { return make([]byte, xzChunkSize) }}
-
-// xzParallel can be switched off to measure what it buys.
-var xzParallel = true
 
 // newParallelXZ returns a decoder for the xz stream in r (size bytes), or
-// nil when sequential decoding should be used.
-func newParallelXZ(r io.ReaderAt, size int64) io.ReadCloser {
-	workers := runtime.GOMAXPROCS(0)
-	if !xzParallel || workers < 2 {
-		return nil
+// nil when sequential decoding should be used. scratch makes the file the
+// blocks are decoded into; Close closes it.
+func newParallelXZ(r io.ReaderAt, size int64, l Limits, scratch func() (*os.File, error)) (io.ReadCloser, error) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		return nil, nil // a second decoder would only add the scratch file
 	}
-	header, blocks, ok := xzBlocks(r, size)
+	header, blocks, ok := xzBlocks(r, size, l.window())
 	if !ok {
-		return nil
+		return nil, nil
 	}
-	p := &parallelXZ{r: r, header: header, blocks: blocks, stop: make(chan struct{})}
-	for range workers {
-		p.start()
-	}
-	return p
-}
-
-func (p *parallelXZ) start() {
-	if p.next >= len(p.blocks) {
-		return
-	}
-	b := p.blocks[p.next]
-	p.next++
-	// Room for every chunk of the block, so a decoder never waits for
-	// the reader: the cores stay busy.
-	ch := make(chan xzChunk, b.uncompressed/xzChunkSize+2)
-	p.pending = append(p.pending, ch)
-	go p.decode(b, ch)
-}
-
-func (p *parallelXZ) decode(b xzBlock, ch chan<- xzChunk) {
-	src := io.MultiReader(
-		bytes.NewReader(p.header),
-		io.NewSectionReader(p.r, b.off, (b.unpadded+3)&^3),
-		bytes.NewReader(oneBlockStream(p.header, b)),
-	)
-	fail := func(err error) { ch <- xzChunk{err: fmt.Errorf("xz block at offset %d: %w", b.off, noEOF(err))} }
-	zr, err := xz.NewReader(newBufReader(src), 0)
+	f, err := scratch()
 	if err != nil {
-		fail(err)
-		return
+		return nil, fmt.Errorf("creating the scratch file for xz blocks: %w", err)
+	}
+	p := &parallelXZ{
+		src: r, slots: l.Decoders, header: header, blocks: blocks, scratch: f, dictMax: uint32(l.window()),
+		written: make([]int64, len(blocks)), done: make([]bool, len(blocks)), errs: make([]error, len(blocks)),
+	}
+	p.cond = sync.NewCond(&p.mu)
+	for range xzWorkers {
+		p.wg.Add(1)
+		go p.work()
+	}
+	return p, nil
+}
+
+// work decodes blocks, in index order, while the reader is no more than
+// xzAhead blocks behind.
+//
+// A worker holds its decoder slot from before it takes its first block
+// to its end: its decoder's dictionary lives that long. Blocks are taken
+// only with a slot, so every block taken and not done is being decoded,
+// and a reader always gets on, however the slots are shared.
+func (p *parallelXZ) work() {
+	defer p.wg.Done()
+	slot := p.slots.acquire()
+	defer p.slots.release(slot)
+	br := bufio.NewReaderSize(nil, bufSize)
+	buf := make([]byte, bufSize)
+	for {
+		p.mu.Lock()
+		for !p.stopped.Load() && p.next < len(p.blocks) && p.next >= p.cur+xzAhead {
+			p.cond.Wait()
+		}
+		if p.stopped.Load() || p.next >= len(p.blocks) {
+			p.mu.Unlock()
+			return
+		}
+		i := p.next
+		p.next++
+		p.mu.Unlock()
+		err := p.decode(i, slot, br, buf)
+		p.mu.Lock()
+		if err != nil {
+			p.errs[i] = fmt.Errorf("xz block at offset %d: %w", p.blocks[i].off, err)
+		} else {
+			p.done[i] = true
+		}
+		p.cond.Broadcast()
+		p.mu.Unlock()
+		if err != nil {
+			// The reader stops at this block; later ones are not needed.
+			return
+		}
+	}
+}
+
+func (p *parallelXZ) decode(i int, slot *decoderSlot, br *bufio.Reader, buf []byte) error {
+	b := p.blocks[i]
+	br.Reset(io.MultiReader(
+		bytes.NewReader(p.header),
+		io.NewSectionReader(p.src, b.off, (b.unpadded+3)&^3),
+		bytes.NewReader(oneBlockStream(p.header, b)),
+	))
+	// The slot's decoder, reset for each block: its dictionary is
+	// allocated once.
+	zr, err := slot.xzReader(br, p.dictMax)
+	if err != nil {
+		return xzErr(err, p.dictMax)
 	}
 	zr.Multistream(false)
-	for left := b.uncompressed; left > 0; {
-		select {
-		case <-p.stop:
-			return
-		default:
+	for done := int64(0); done < b.uncompressed; {
+		if p.stopped.Load() {
+			return errors.New("stopped")
 		}
-		buf := xzChunks.Get().([]byte)[:min(left, xzChunkSize)]
-		if _, err := io.ReadFull(zr, buf); err != nil {
-			fail(err)
-			return
+		n, err := io.ReadFull(zr, buf[:min(b.uncompressed-done, int64(len(buf)))])
+		if err != nil {
+			return xzErr(noEOF(err), p.dictMax)
 		}
-		ch <- xzChunk{data: buf}
-		left -= int64(len(buf))
+		if _, err := p.scratch.WriteAt(buf[:n], b.uoff+done); err != nil {
+			return fmt.Errorf("writing the scratch file: %w", err)
+		}
+		done += int64(n)
+		p.mu.Lock()
+		p.written[i] = done
+		p.cond.Broadcast()
+		p.mu.Unlock()
 	}
 	// Reading on to the end makes the decoder check the block's CRC and
 	// the index; the block must end where its index record says.
 	var one [1]byte
 	switch n, err := zr.Read(one[:]); {
 	case n != 0:
-		fail(errors.New("block longer than its index record"))
+		return errors.New("block longer than its index record")
 	case err != io.EOF:
-		fail(err)
-	default:
-		ch <- xzChunk{err: io.EOF}
+		return xzErr(noEOF(err), p.dictMax)
 	}
+	return nil
 }
 
 func (p *parallelXZ) Read(b []byte) (int, error) {
-	for len(p.cur) == 0 {
-		if p.chunk != nil {
-			xzChunks.Put(p.chunk[:cap(p.chunk)])
-			p.chunk = nil
-		}
-		if p.err != nil {
-			return 0, p.err
-		}
-		if len(p.pending) == 0 {
+	if p.err != nil {
+		return 0, p.err
+	}
+	p.mu.Lock()
+	var avail int64
+	for {
+		if p.cur == len(p.blocks) {
+			p.mu.Unlock()
 			p.err = io.EOF
 			return 0, io.EOF
 		}
-		c := <-p.pending[0]
-		switch {
-		case c.err == io.EOF:
-			p.pending = p.pending[1:]
-			p.start()
-		case c.err != nil:
-			p.err = c.err
-			return 0, p.err
-		default:
-			p.cur, p.chunk = c.data, c.data
+		blk := p.blocks[p.cur]
+		if avail = p.written[p.cur] - (p.pos - blk.uoff); avail > 0 {
+			break
 		}
+		if p.done[p.cur] {
+			// Read and verified: its pages are of no more use.
+			punchHole(p.scratch, blk.uoff, blk.uncompressed)
+			p.cur++
+			p.cond.Broadcast()
+			continue
+		}
+		if err := p.errs[p.cur]; err != nil {
+			p.mu.Unlock()
+			p.err = err
+			return 0, err
+		}
+		p.cond.Wait()
 	}
-	n := copy(b, p.cur)
-	p.cur = p.cur[n:]
+	p.mu.Unlock()
+	n, err := p.scratch.ReadAt(b[:min(int64(len(b)), avail)], p.pos)
+	p.pos += int64(n)
+	if n == 0 && err != nil {
+		p.err = fmt.Errorf("reading the scratch file: %w", err)
+		return 0, p.err
+	}
 	return n, nil
 }
 
-// Close stops the decoders at their next chunk.
+// Close stops the decoders at their next chunk, waits for them and
+// closes the scratch file, which takes its pages with it.
 func (p *parallelXZ) Close() error {
-	close(p.stop)
-	return nil
+	p.stopped.Store(true)
+	p.mu.Lock()
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	p.wg.Wait()
+	return p.scratch.Close()
+}
+
+// punchHole frees the blocks of f in [off, off+n). Best effort: where the
+// filesystem cannot, the scratch file keeps them until it is closed, which
+// Limits.MaxUnpackedSize bounds.
+func punchHole(f *os.File, off, n int64) {
+	if rc, err := f.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			unix.Fallocate(int(fd), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+		})
+	}
 }

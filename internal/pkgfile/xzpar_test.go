@@ -25,7 +25,7 @@ func xzCompress(t *testing.T, data []byte, args ...string) []byte {
 func TestParallelXZ(t *testing.T) {
 	data := bytes.Repeat(randomBytes(3, 100_000), 30) // compressible, 3 MB
 	multi := xzCompress(t, data, "--block-size=256KiB")
-	_, blocks, ok := xzBlocks(bytes.NewReader(multi), int64(len(multi)))
+	_, blocks, ok := xzBlocks(bytes.NewReader(multi), int64(len(multi)), DefaultLimits.MaxWindow)
 	if !ok || len(blocks) != 12 {
 		t.Fatalf("xzBlocks: ok %v, %d blocks, want 12", ok, len(blocks))
 	}
@@ -44,13 +44,15 @@ func TestParallelXZ(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newParallelXZ(bytes.NewReader(tt.in), int64(len(tt.in)))
+			r, err := newParallelXZ(bytes.NewReader(tt.in), int64(len(tt.in)), DefaultLimits, hostScratch)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if (r != nil) != tt.parallel {
 				t.Fatalf("parallel = %v, want %v", r != nil, tt.parallel)
 			}
 			if r == nil {
-				var err error
-				if r, err = decompress(compXZ, newBufReader(bytes.NewReader(tt.in))); err != nil {
+				if r, _, err = decompress(compXZ, newBufReader(bytes.NewReader(tt.in)), DefaultLimits, nil); err != nil {
 					if !tt.wantErr {
 						t.Fatal(err)
 					}
@@ -88,7 +90,7 @@ func TestParallelXZFixture(t *testing.T) {
 		}
 		fh, _ := os.Open(f.path)
 		defer fh.Close()
-		_, blocks, ok := xzBlocks(io.NewSectionReader(fh, p.deb.dataOff, p.deb.dataSize), p.deb.dataSize)
+		_, blocks, ok := xzBlocks(io.NewSectionReader(fh, p.deb.dataOff, p.deb.dataSize), p.deb.dataSize, DefaultLimits.MaxWindow)
 		if !ok || len(blocks) < 2 {
 			t.Fatalf("%s: %d blocks, parallel %v", f, len(blocks), ok)
 		}

@@ -1,12 +1,14 @@
 package rootfs
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -103,5 +105,62 @@ func TestRel(t *testing.T) {
 		if got := Rel(in); got != want {
 			t.Errorf("Rel(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// The file and the hash fed apart through Parts, on two goroutines, past
+// several writeback points, give the same file and digest as Write.
+func TestWriterParts(t *testing.T) {
+	root, dir := openRoot(t)
+	data := make([]byte, 3*writebackEvery+12345)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	res, err := WriteAtomic(root, "opt/bin/kubelet", 0o755, func(w io.Writer) error {
+		file, hash := w.(*Writer).Parts()
+		done := make(chan error, 1)
+		go func() {
+			_, err := hash.Write(data)
+			done <- err
+		}()
+		for b := data; len(b) > 0; b = b[min(len(b), 1<<20):] {
+			if _, err := file.Write(b[:min(len(b), 1<<20)]); err != nil {
+				return err
+			}
+		}
+		return <-done
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	if res.Size != int64(len(data)) || res.SHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("result %+v", res)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "opt/bin/kubelet")); !bytes.Equal(got, data) {
+		t.Error("content differs")
+	}
+}
+
+func TestCreateTemp(t *testing.T) {
+	root, dir := openRoot(t)
+	f, name, err := CreateTemp(root, "var/cache/x.deb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if !strings.HasPrefix(name, "var/cache/"+TempPrefix+"x.deb-") {
+		t.Errorf("name %q", name)
+	}
+	fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(name)))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("stat: %v %v", fi, err)
+	}
+	if _, err := f.WriteAt([]byte("rw"), 0); err != nil {
+		t.Fatal(err)
+	}
+	var b [2]byte
+	if _, err := f.ReadAt(b[:], 0); err != nil || string(b[:]) != "rw" {
+		t.Fatalf("read back %q: %v", b, err)
 	}
 }

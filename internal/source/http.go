@@ -317,6 +317,12 @@ func (f *Fetcher) attempt(ctx context.Context, d download, p *progress, total *i
 		if errors.As(err, new(*writeError)) {
 			return err
 		}
+		// The client's request timer surfaces as a canceled request or a
+		// deadline, depending on where the read was: say which limit it was.
+		var te interface{ Timeout() bool }
+		if ctx.Err() == nil && errors.As(err, &te) && te.Timeout() {
+			err = fmt.Errorf("longer than the request timeout of %s: %w", f.o.RequestTimeout, err)
+		}
 		return fmt.Errorf("GET %s: connection failed after %s (%d in this attempt): %w", redact(d.url), ofTotal(p.n, *total), n, err)
 	}
 	if p.n > limit {

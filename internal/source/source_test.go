@@ -310,7 +310,7 @@ func TestFetchURLFailures(t *testing.T) {
 		o := fastOptions(t)
 		o.Attempts = 1
 		o.RequestTimeout = 200 * time.Millisecond
-		fetchFails(t, o, Artifact{Kind: URL, Ref: url(s), Digest: good}, nil, "Client.Timeout")
+		fetchFails(t, o, Artifact{Kind: URL, Ref: url(s), Digest: good}, nil, "longer than the request timeout of 200ms")
 	})
 	t.Run("larger than the limit", func(t *testing.T) {
 		s := serve(t, serveFile(tgz))

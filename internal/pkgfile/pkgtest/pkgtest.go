@@ -169,8 +169,8 @@ func (d Deb) Members() ([]ArMember, error) {
 	}
 	return []ArMember{
 		{"debian-binary", []byte("2.0\n")},
-		{"control.tar" + Suffix(comp), ctl},
-		{"data.tar" + Suffix(comp), data},
+		{"control.tar" + suffix(comp), ctl},
+		{"data.tar" + suffix(comp), data},
 	}, nil
 }
 
@@ -183,8 +183,8 @@ func (d Deb) Bytes() ([]byte, error) {
 	return Ar(m), nil
 }
 
-// Suffix is the member-name suffix dpkg uses for a compression.
-func Suffix(comp string) string {
+// suffix is the member-name suffix dpkg uses for a compression.
+func suffix(comp string) string {
 	return map[string]string{"gzip": ".gz", "xz": ".xz", "zstd": ".zst", "bzip2": ".bz2", "lzma": ".lzma"}[comp]
 }
 
@@ -233,7 +233,7 @@ func (r RPM) Bytes() ([]byte, error) {
 	if payloadFiles == nil {
 		payloadFiles = r.Files
 	}
-	cpio := Cpio(payloadFiles, r.AbsoluteNames)
+	cpio := cpioArchive(payloadFiles, r.AbsoluteNames)
 	payload, err := Compress(comp, cpio)
 	if err != nil {
 		return nil, err
@@ -364,8 +364,8 @@ func rpmHeader(ents []rpmEntry) []byte {
 	return out.Bytes()
 }
 
-// Cpio writes files as a newc cpio archive the way rpmbuild does.
-func Cpio(files []File, absolute bool) []byte {
+// cpioArchive writes files as a newc cpio archive the way rpmbuild does.
+func cpioArchive(files []File, absolute bool) []byte {
 	var buf bytes.Buffer
 	write := func(name string, mode uint32, nlink int, body []byte) {
 		fmt.Fprintf(&buf, "070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
