@@ -26,6 +26,7 @@ import (
 	"github.com/nodeimage/reconcile/internal/plan"
 	"github.com/nodeimage/reconcile/internal/report"
 	"github.com/nodeimage/reconcile/internal/rootfs"
+	"github.com/nodeimage/reconcile/internal/source"
 	"github.com/nodeimage/reconcile/internal/state"
 )
 
@@ -36,6 +37,9 @@ type Options struct {
 	Logger   *slog.Logger
 	Parallel int // concurrent bake extractions; <1 means 1
 	Limits   pkgfile.Limits
+	// Fetcher downloads artifacts for Download; nil makes Download fail
+	// with a clear error.
+	Fetcher *source.Fetcher
 	// Progress, when set, is told how many bytes each extraction wrote and
 	// how long it took.
 	Progress func(a plan.Action, written int64, took time.Duration)
@@ -76,7 +80,7 @@ func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) 
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &run{o: o, rec: p.Record.Clone()}
+	r := &run{o: o, rec: p.Record.Clone(), downloads: map[string]*downloaded{}, verified: map[string]func() (string, error){}}
 	if len(p.Forgotten) > 0 {
 		if err := observe.SaveRecord(o.Root, r.rec); err != nil {
 			return nil, err
@@ -115,27 +119,45 @@ func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) 
 // grouped reports whether b joins a's group: bake extractions (run in
 // parallel), installs and removes (one record write for the group).
 func grouped(a, b plan.Action) bool {
-	return a.Op == b.Op && (a.Versioned && b.Versioned || a.Op == plan.Install || a.Op == plan.Remove)
+	return a.Op == b.Op && (a.Versioned && b.Versioned || a.Op == plan.Install || a.Op == plan.Remove) ||
+		bakeWork(a) && bakeWork(b)
+}
+
+// bakeWork is what bake runs in parallel: extractions of versioned
+// binaries and the downloads they read.
+func bakeWork(a plan.Action) bool {
+	return a.Versioned && a.Op == plan.Extract || a.Op == plan.Download
 }
 
 type run struct {
 	o   Options
 	mu  sync.Mutex // guards rec and its file
 	rec state.Record
+
+	amu       sync.Mutex // guards downloads and verified
+	downloads map[string]*downloaded
+	verified  map[string]func() (string, error)
 }
 
 func (r *run) batch(ctx context.Context, actions []plan.Action) []plan.Result {
 	out := make([]plan.Result, len(actions))
 	sem := make(chan struct{}, r.o.Parallel)
+	r.expectDownloads(actions)
 	var wg sync.WaitGroup
 	for i, a := range actions {
 		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
+			// Downloads take no extraction slot, and an extraction waits
+			// for its download before it takes one.
+			if a.Op != plan.Download {
+				r.awaitDownload(ctx, a)
+				sem <- struct{}{}
+				defer func() { <-sem }()
+			}
 			out[i] = r.one(ctx, a, r.do)
 		})
 	}
 	wg.Wait()
+	r.forgetFailed(out)
 	return out
 }
 
@@ -162,7 +184,12 @@ func (r *run) one(ctx context.Context, a plan.Action, do func(context.Context, p
 func (r *run) do(ctx context.Context, a plan.Action, res *plan.Result) error {
 	switch a.Op {
 	case plan.Extract:
+		if a.Source != "" {
+			return r.extractArtifact(ctx, a, res)
+		}
 		return r.extract(ctx, a, a.PackageFile, res)
+	case plan.Download:
+		return r.download(ctx, a, res)
 	case plan.Fetch:
 		if r.o.Manager == nil {
 			return errors.New("no package manager on this host to fetch with")
@@ -193,15 +220,33 @@ func (r *run) extract(ctx context.Context, a plan.Action, pkgPath string, res *p
 		return err
 	}
 	start := time.Now()
-	// The binary goes to a temp name first: what it is (its ELF machine,
-	// its version) is read there, before it can replace the target.
-	dest := rootfs.Rel(a.Path)
-	stage := path.Join(path.Dir(dest), rootfs.TempPrefix+"stage-"+path.Base(dest))
+	stage := stageName(a)
 	entry, written, err := pkg.ExtractTo(r.o.Root, stage, a.Candidates)
 	if err != nil {
 		return err
 	}
 	defer r.o.Root.Remove(stage)
+	return r.place(ctx, a, stage, written, start, staged{
+		what:     fmt.Sprintf("%s in %s (%s=%s)", entry.Name, pkgPath, pkg.Name, pkg.Version),
+		labelled: fmt.Sprintf("%s in %s (%s=%s, labelled %s)", entry.Name, pkgPath, pkg.Name, pkg.Version, pkg.RawArch),
+		source:   state.Source{File: pkgPath, Name: pkg.Name, Version: pkg.Version.String(), Arch: pkg.RawArch, Entry: entry.Name, Digest: entry.Digest},
+		depends:  pkg.Depends,
+	}, res)
+}
+
+// staged is what place says of an extracted binary and records as its
+// source.
+type staged struct {
+	what     string // "./usr/bin/kubelet in /opt/kubelet/downloads/k.deb (kubelet=1.35.7-1)"
+	labelled string // what, with the arch its source claims
+	source   state.Source
+	depends  []string
+}
+
+// place checks the binary extracted to stage (its ELF machine, for a
+// versioned binary its version), renames it onto a.Path and records it.
+// The caller removes stage.
+func (r *run) place(ctx context.Context, a plan.Action, stage string, written rootfs.Result, start time.Time, s staged, res *plan.Result) error {
 	if r.o.Progress != nil {
 		r.o.Progress(a, written.Size, time.Since(start))
 	}
@@ -211,19 +256,19 @@ func (r *run) extract(ctx context.Context, a plan.Action, pkgPath string, res *p
 	}
 	info, err := readBinary(r.o.Root, stage, want)
 	if err != nil {
-		return fmt.Errorf("%s in %s (%s=%s): %w", entry.Name, pkgPath, pkg.Name, pkg.Version, err)
+		return fmt.Errorf("%s: %w", s.what, err)
 	}
 	if err := info.CheckArch(a.Arch); err != nil {
 		built := string(info.Arch)
 		if built == "" {
 			built = "an unknown machine"
 		}
-		return fmt.Errorf("%s in %s (%s=%s, labelled %s) is built for %s (%w), not for the entry's %s: nothing installed",
-			entry.Name, pkgPath, pkg.Name, pkg.Version, pkg.RawArch, built, err, a.Arch)
+		return fmt.Errorf("%s is built for %s (%w), not for the entry's %s: nothing installed", s.labelled, built, err, a.Arch)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	dest := rootfs.Rel(a.Path)
 	if err := rootfs.Rename(r.o.Root, stage, dest); err != nil {
 		return err
 	}
@@ -235,8 +280,7 @@ func (r *run) extract(ctx context.Context, a plan.Action, pkgPath string, res *p
 	b := state.Binary{
 		Tool: a.Tool, PackageVersion: a.PackageVersion(), Arch: string(a.Arch),
 		Size: written.Size, SHA256: written.SHA256, ModTime: fi.ModTime(),
-		Source:  state.Source{File: pkgPath, Name: pkg.Name, Version: pkg.Version.String(), Arch: pkg.RawArch, Entry: entry.Name, Digest: entry.Digest},
-		Depends: pkg.Depends,
+		Source: s.source, Depends: s.depends,
 	}
 	if a.Versioned {
 		b.Reported, res.Reported = info.Described(), info.Described()
@@ -250,6 +294,14 @@ func (r *run) extract(ctx context.Context, a plan.Action, pkgPath string, res *p
 		}
 	}
 	return r.remember(a.Path, b)
+}
+
+// stageName is where an extraction writes a's binary first: what it is
+// (its ELF machine, its version) is read there, before it can replace the
+// target.
+func stageName(a plan.Action) string {
+	dest := rootfs.Rel(a.Path)
+	return path.Join(path.Dir(dest), rootfs.TempPrefix+"stage-"+path.Base(dest))
 }
 
 // readBinary reads what the binary at name says of itself, without running
@@ -276,7 +328,7 @@ func (r *run) removeCache(dir string) error {
 		return err
 	}
 	for _, e := range entries {
-		if !observe.IsCacheFile(e) && !observe.IsTemp(e) {
+		if !observe.IsCacheFile(e) && !observe.IsTemp(e) && !observe.IsArtifactFile(e) {
 			continue
 		}
 		if err := r.o.Root.Remove(path.Join(rel, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {

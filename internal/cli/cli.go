@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"github.com/nodeimage/reconcile/internal/pkgmgr"
 	"github.com/nodeimage/reconcile/internal/plan"
 	"github.com/nodeimage/reconcile/internal/platform"
+	"github.com/nodeimage/reconcile/internal/source"
 	"github.com/nodeimage/reconcile/internal/verify"
 	"github.com/nodeimage/reconcile/internal/view"
 	"github.com/nodeimage/reconcile/manifests"
@@ -55,6 +57,9 @@ type options struct {
 	manifest         string
 	pmArgs           stringList
 	eventsDir        string
+	offline          bool
+	caFile           string
+	download         source.Options // the download knobs of the flags
 }
 
 // stringList is a repeatable flag.
@@ -95,6 +100,11 @@ func parse(args []string, getenv func(string) string, stdout io.Writer) (*option
 	fs.BoolVar(&o.verbose, "verbose", false, "log every action to stderr")
 	fs.Var(&o.pmArgs, "pm-arg", "extra argument for apt-get or dnf (repeatable)")
 	fs.StringVar(&o.eventsDir, "events-dir", "", "write a provisioning event per action into this directory (under --root)")
+	fs.BoolVar(&o.offline, "offline", false, "bake, boot: fetch nothing; a package not in its cache is an error")
+	fs.StringVar(&o.caFile, "ca-file", "", "PEM certificates trusted for downloads besides the system's")
+	fs.DurationVar(&o.download.Timeout, "download-timeout", 30*time.Minute, "bound on each download, retries included")
+	fs.DurationVar(&o.download.IdleTimeout, "download-stall-timeout", 30*time.Second, "fail a download request when no byte arrives for this long")
+	fs.IntVar(&o.download.Attempts, "download-attempts", 4, "tries of each download request")
 	fs.BoolVar(&o.version, "version", false, "print the version")
 	help := fs.Bool("help", false, "")
 	fs.BoolVar(help, "h", false, "")
@@ -137,6 +147,9 @@ func parse(args []string, getenv func(string) string, stdout io.Writer) (*option
 	}
 	if o.output != "text" && o.output != "json" {
 		return nil, badInput("--output %q: expected text or json", o.output)
+	}
+	if o.download.Timeout <= 0 || o.download.IdleTimeout <= 0 || o.download.Attempts < 1 {
+		return nil, badInput("--download-timeout and --download-stall-timeout must be positive, --download-attempts at least 1")
 	}
 	if o.detailedExitcode && !o.dryRun {
 		return nil, badInput("--detailed-exitcode goes with --dry-run")
@@ -279,7 +292,15 @@ func (c *command) run(ctx context.Context) (int, error) {
 		c.printPlan(p, m)
 		return code, c.emit(root, p, nil, start, err)
 	}
-	results, err := apply.Apply(ctx, p, c.applyOptions(root, p))
+	ao, err := c.applyOptions(root, p)
+	if err != nil {
+		var bad *usageError
+		if errors.As(err, &bad) {
+			return ExitBadInput, err
+		}
+		return runFailure, err
+	}
+	results, err := apply.Apply(ctx, p, ao)
 	code := ExitOK
 	if err != nil {
 		code = planExit(req.Mode, err, runFailure)
@@ -348,6 +369,7 @@ func (c *command) request(root *os.Root, m *manifest.Manifest) (plan.Request, er
 		KeepCache:      c.o.keepCache,
 		VerifyDigest:   c.o.verifyDigest,
 		RequireDeps:    c.o.requireDeps,
+		Offline:        c.o.offline,
 	}
 	var err error
 	if c.o.distro != "" {
@@ -391,12 +413,14 @@ func (c *command) request(root *os.Root, m *manifest.Manifest) (plan.Request, er
 	return req, nil
 }
 
-func (c *command) applyOptions(root *os.Root, p *plan.Plan) apply.Options {
+func (c *command) applyOptions(root *os.Root, p *plan.Plan) (apply.Options, error) {
 	o := apply.Options{
 		Root: root, Logger: c.log, Parallel: c.o.parallel, Limits: extractLimits(),
 		AfterAction: crashHook(c.getenv), Manager: c.manager,
 	}
+	terminal := false
 	if f, ok := c.stderr.(*os.File); ok && c.o.output == "text" && term.IsTerminal(int(f.Fd())) {
+		terminal = true
 		var done atomic.Int64
 		total := len(p.Actions)
 		o.Progress = func(a plan.Action, n int64, took time.Duration) {
@@ -404,7 +428,47 @@ func (c *command) applyOptions(root *os.Root, p *plan.Plan) apply.Options {
 				float64(n)/1e6, took.Round(time.Millisecond), float64(n)/1e6/max(took.Seconds(), 1e-3))
 		}
 	}
-	return o
+	if slices.ContainsFunc(p.Actions, func(a plan.Action) bool { return a.Op == plan.Download }) {
+		f, err := c.fetcher(terminal)
+		if err != nil {
+			return o, err
+		}
+		o.Fetcher = f
+	}
+	return o, nil
+}
+
+// fetcher is the run's one downloader, built only for a plan that
+// downloads: registry credentials come from the docker config of the
+// environment the run was given ($DOCKER_CONFIG, else ~/.docker).
+func (c *command) fetcher(terminal bool) (*source.Fetcher, error) {
+	so := c.o.download
+	so.CAFile, so.Logger = c.o.caFile, c.log
+	if dir := c.getenv("DOCKER_CONFIG"); dir != "" {
+		so.DockerConfig = filepath.Join(dir, "config.json")
+	} else if home := c.getenv("HOME"); home != "" {
+		so.DockerConfig = filepath.Join(home, ".docker", "config.json")
+	}
+	if terminal {
+		var last atomic.Int64
+		so.Progress = func(done, total int64) {
+			// A line every few seconds, and the last one.
+			now := time.Now().UnixMilli()
+			if prev := last.Load(); (now-prev < 2000 || !last.CompareAndSwap(prev, now)) && done != total {
+				return
+			}
+			if total < 0 {
+				fmt.Fprintf(c.stderr, "downloading: %.1f MB\n", float64(done)/1e6)
+			} else {
+				fmt.Fprintf(c.stderr, "downloading: %.1f of %.1f MB\n", float64(done)/1e6, float64(total)/1e6)
+			}
+		}
+	}
+	f, err := source.New(so)
+	if err != nil {
+		return nil, badInput("--ca-file: %v", err)
+	}
+	return f, nil
 }
 
 // planExit maps a failure to its exit code: at boot the failing tool's own,

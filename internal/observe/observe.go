@@ -52,6 +52,9 @@ func Observe(ctx context.Context, root *os.Root, q state.Query) (*state.State, e
 		if err := listCache(st, root, dir); err != nil {
 			return nil, err
 		}
+		if err := listArtifacts(st, root, dir); err != nil {
+			return nil, err
+		}
 	}
 	for _, dir := range q.TempDirs {
 		if err := listTemps(st, root, dir); err != nil {

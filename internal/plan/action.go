@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodeimage/reconcile/internal/manifest"
 	"github.com/nodeimage/reconcile/internal/pkgversion"
 	"github.com/nodeimage/reconcile/internal/platform"
 	"github.com/nodeimage/reconcile/internal/report"
@@ -28,6 +29,10 @@ const (
 	Remove Op = "remove"
 	// RemoveCache deletes the package cache directory Path.
 	RemoveCache Op = "remove_cache"
+	// Download fetches the pinned artifact Ref@Digest (a tarball from a
+	// URL, or an OCI artifact's tarball layer) into CacheDir, verified
+	// before it gets its name there; the Extracts after it read it.
+	Download Op = "download"
 )
 
 // Action is one step. Reason is for people; apply never reads it.
@@ -50,7 +55,16 @@ type Action struct {
 	// records it with the version read from the binary.
 	Versioned bool
 	// Depends are the package's dependencies, for the warnings of boot.
-	Depends  []string
+	Depends []string
+	// Source is where a Download or an Extract takes the binary from: ""
+	// for a package, manifest.FromURL or FromOCI for an artifact, which
+	// Ref and Digest pin. ArtifactFile is an Extract's cached tarball; ""
+	// when a Download of the same run brings it.
+	Source       manifest.SourceKind
+	Ref          string
+	Digest       string
+	ArtifactFile string
+
 	ExitCode int // the failure code of the tool this action serves
 	Reason   string
 }
@@ -76,6 +90,12 @@ func (a Action) Task(mode Mode) string {
 // String is the action's one-line human form.
 func (a Action) String() string {
 	pv := fmt.Sprintf("%s=%s (%s)", a.Package, a.PackageVersion(), a.Arch)
+	switch {
+	case a.Op == Download:
+		return fmt.Sprintf("+ download %s %s@%s into %s", a.Source, a.Ref, a.Digest, a.CacheDir)
+	case a.Op == Extract && a.Source != "":
+		return fmt.Sprintf("+ extract %s %s from %s (%s) to %s", a.Tool, a.Version.Upstream, a.artifactFrom(), strings.Join(a.Candidates, ", "), a.Path)
+	}
 	switch a.Op {
 	case Extract:
 		from := a.PackageFile
@@ -116,7 +136,7 @@ func Summary(actions []Action) string {
 		counts[a.Op]++
 	}
 	var parts []string
-	for _, op := range []Op{Extract, Install, Fetch, Remove, RemoveCache} {
+	for _, op := range []Op{Download, Extract, Install, Fetch, Remove, RemoveCache} {
 		if counts[op] > 0 {
 			parts = append(parts, fmt.Sprintf("%d to %s", counts[op], strings.ReplaceAll(string(op), "_", " ")))
 		}

@@ -35,6 +35,7 @@ type Request struct {
 	VerifyDigest   bool            // compare full sha256 digests, not just size and mtime
 	RequireDeps    bool            // boot: a dependency the node lacks is a problem, not a warning
 	Manager        string          // the package manager's name, for Fetch actions
+	Offline        bool            // no fetch: a package not in its cache is a problem
 }
 
 // Plan is the list of actions that brings the disk to the manifest, and
@@ -60,6 +61,8 @@ type Plan struct {
 	// between a rename or removal and its record write): apply writes the
 	// record without them before anything else.
 	Forgotten []string
+
+	entries []manifest.Entry // the manifest's for the distro and arch
 }
 
 // Reason codes of the plan's report items.
@@ -152,6 +155,7 @@ func Query(m *manifest.Manifest, req Request) state.Query {
 func Compute(m *manifest.Manifest, st *state.State, req Request) (*Plan, error) {
 	p := &Plan{Mode: req.Mode, Distro: req.Distro.String(), Arch: string(req.Arch), Actions: []Action{}, Record: st.Record.Clone()}
 	entries := m.Entries(req.Distro, req.Arch)
+	p.entries = entries
 	p.Applicable = len(entries) > 0
 	if st.RecordErr != nil {
 		p.add(report.Warning, CodeRecordCorrupt, "/"+state.RecordPath, nil, "%v: planned as if empty (every binary is checked against its package again, and the record is rewritten)", st.RecordErr)
@@ -183,6 +187,12 @@ func Compute(m *manifest.Manifest, st *state.State, req Request) (*Plan, error) 
 
 func (p *Plan) bake(e manifest.Entry, st *state.State, req Request) {
 	if p.intact(e, e.Versioned, st, req) {
+		return
+	}
+	if e.Source != manifest.FromPackage {
+		a := base(e)
+		a.Path, a.Versioned = e.Versioned, true
+		p.fromArtifact(a, e, st, req, "versioned binary missing or not the recorded one")
 		return
 	}
 	pkg, ok := cached(e, st)
@@ -232,7 +242,7 @@ func (p *Plan) boot(entries []manifest.Entry, st *state.State, req Request) {
 		// planned for removal: an empty or foreign one is left alone, so a
 		// second boot plans nothing. A shared cache is removed once.
 		fetches := slices.ContainsFunc(p.Actions, func(a Action) bool { return a.Op == Fetch && a.CacheDir == e.CacheDir })
-		if (len(st.Cache[e.CacheDir]) > 0 || fetches) && !req.KeepCache &&
+		if (len(st.Cache[e.CacheDir]) > 0 || fetches || p.holdsArtifacts(e.CacheDir, st)) && !req.KeepCache &&
 			!slices.ContainsFunc(cleanup, func(a Action) bool { return a.Op == RemoveCache && a.Path == e.CacheDir }) {
 			a := base(e)
 			a.Op, a.Path, a.Reason = RemoveCache, e.CacheDir, "the node no longer needs the package cache"
@@ -291,6 +301,10 @@ func (p *Plan) bootTool(e manifest.Entry, st *state.State, req Request) {
 		p.addAction(a, st, req)
 		return
 	}
+	if e.Source != manifest.FromPackage {
+		p.fromArtifact(a, e, st, req, "no intact "+e.Versioned)
+		return
+	}
 	a.Candidates = e.BinaryPaths
 	if pkg, ok := cached(e, st); ok {
 		a.Op, a.PackageFile, a.CacheDir, a.Reason = Extract, pkg.File, e.CacheDir, "cached package"
@@ -323,6 +337,8 @@ func (p *Plan) intact(e manifest.Entry, path string, st *state.State, req Reques
 		p.add(report.Info, CodeNotInRecord, path, &e, "%s exists but is not in the state record: not trusted, replaced", path)
 	case !rec.Of(e.Tool, e.Package, e.Version.String(), string(e.Arch)):
 		p.add(report.Info, CodeRecordOther, path, &e, "%s is %s, not %s", path, rec.What(), state.Describe(e.Tool, e.Package, e.Version.String(), string(e.Arch)))
+	case !sameArtifact(e, rec):
+		p.add(report.Info, CodeRecordOther, path, &e, "%s came out of %s@%s, not %s", path, rec.Source.Ref, rec.Source.Digest, describeArtifact(e))
 	case !rec.Matches(f):
 		p.add(report.Info, CodeRecordMismatch, path, &e, "%s does not match the state record (size %d, mtime %s; recorded %d, %s): treated as missing",
 			path, f.Size, f.ModTime.UTC().Format("2006-01-02T15:04:05.000000000Z"), rec.Size, rec.ModTime.UTC().Format("2006-01-02T15:04:05.000000000Z"))
@@ -405,7 +421,7 @@ func base(e manifest.Entry) Action {
 func (p *Plan) PackagesNeeded(st *state.State) []string {
 	var dirs []string
 	for _, a := range p.Actions {
-		if a.Op != Extract && a.Op != Fetch || slices.Contains(dirs, a.CacheDir) {
+		if a.Op != Extract && a.Op != Fetch || a.Source != "" || slices.Contains(dirs, a.CacheDir) {
 			continue
 		}
 		if slices.ContainsFunc(st.Cache[a.CacheDir], func(pkg state.Package) bool { return pkg.Unopened }) {

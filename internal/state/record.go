@@ -42,14 +42,18 @@ type Binary struct {
 	Depends  []string `json:"depends,omitempty"`
 }
 
-// Source is the package a binary came out of.
+// Source is the package or artifact a binary came out of.
 type Source struct {
 	File    string `json:"file"` // path of the package, or "fetched with apt-get"
 	Name    string `json:"name"`
 	Version string `json:"version"`
 	Arch    string `json:"arch"`
 	Entry   string `json:"entry"`  // path inside the package
-	Digest  string `json:"digest"` // the digest the package declares for that entry, if any
+	Digest  string `json:"digest"` // the digest the package declares for that entry, if any; an artifact's pin
+	// Ref is the URL or OCI reference of an artifact (a tarball outside
+	// of any package) the binary came out of; File is then the cached
+	// tarball and Digest the pin.
+	Ref string `json:"ref,omitempty"`
 }
 
 // Of reports whether b is tool's binary out of package pkg=version for arch.

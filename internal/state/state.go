@@ -18,6 +18,9 @@ type State struct {
 	Versioned map[string][]string
 	// Cache lists the packages found in each cache dir, by absolute dir.
 	Cache map[string][]Package
+	// Artifacts lists the downloaded tarballs and OCI manifests found in
+	// each cache dir, by absolute dir.
+	Artifacts map[string][]Artifact
 	// Temps are temp files a killed run left behind.
 	Temps  []string
 	Record Record

@@ -66,6 +66,10 @@ type Action struct {
 	Manager        string   `json:"manager,omitempty"`
 	Versioned      bool     `json:"versioned,omitempty"`
 	Depends        []string `json:"depends,omitempty"`
+	Source         string   `json:"source,omitempty"`
+	Ref            string   `json:"ref,omitempty"`
+	Digest         string   `json:"digest,omitempty"`
+	ArtifactFile   string   `json:"artifact_file,omitempty"`
 	ExitCode       int      `json:"exit_code"`
 	Reason         string   `json:"reason,omitempty"`
 }
@@ -73,7 +77,8 @@ type Action struct {
 func action(a plan.Action) Action {
 	return Action{Op: string(a.Op), Tool: a.Tool, Entry: a.Entry, Package: a.Package, PackageVersion: a.PackageVersion(), Arch: string(a.Arch),
 		PackageFile: a.PackageFile, Candidates: a.Candidates, From: a.From, Path: a.Path, CacheDir: a.CacheDir, Manager: a.Manager,
-		Versioned: a.Versioned, Depends: a.Depends, ExitCode: a.ExitCode, Reason: a.Reason}
+		Versioned: a.Versioned, Depends: a.Depends, Source: string(a.Source), Ref: a.Ref, Digest: a.Digest, ArtifactFile: a.ArtifactFile,
+		ExitCode: a.ExitCode, Reason: a.Reason}
 }
 
 // Plan is the body of a plan.
