@@ -119,7 +119,8 @@ func (r *run) tarball(ctx context.Context, a plan.Action) (string, error) {
 			return "", ctx.Err()
 		}
 		if d.err != nil {
-			return "", fmt.Errorf("its download failed: %w", d.err)
+			// The download's own result says why.
+			return "", errors.New("not extracted: the download failed")
 		}
 		return d.rel, nil
 	}

@@ -6,27 +6,20 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"golang.org/x/crypto/bcrypt"
-	"oras.land/oras-go/v2"
-	"oras.land/oras-go/v2/content"
-	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
 
-	"github.com/nodeimage/reconcile/internal/pkgbuild"
+	"github.com/nodeimage/reconcile/internal/source/sourcetest"
 )
 
 const (
@@ -34,82 +27,13 @@ const (
 	nodeTag  = "v1.34.9-linux-amd64"
 )
 
-// startRegistry runs Debian's docker-registry (distribution 2.8) on a
-// loopback port with its storage in a temp dir, and returns host:port.
-// With user set, it requires that user's password (htpasswd).
 func startRegistry(t *testing.T, user, password string) string {
-	t.Helper()
-	pkgbuild.Require(t, "docker-registry")
-	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	config := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
-	if user != "" {
-		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-		if err != nil {
-			t.Fatal(err)
-		}
-		htpasswd := filepath.Join(dir, "htpasswd")
-		if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		config += fmt.Sprintf("auth:\n  htpasswd:\n    realm: test\n    path: %s\n", htpasswd)
-	}
-	cfg := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("docker-registry", "serve", cfg)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("docker-registry did not answer on %s: %v\n%s", addr, err, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return sourcetest.StartRegistry(t, user, password)
 }
 
-// pushNode pushes tgz as the single layer of an artifact tagged nodeTag,
-// as `oras push` does, and returns the manifest's digest.
+// pushNode pushes tgz as the kubernetes-node artifact tagged nodeTag.
 func pushNode(t *testing.T, addr string, tgz []byte, cred auth.Credential) string {
-	t.Helper()
-	ctx := context.Background()
-	repo, err := remote.NewRepository(addr + "/" + nodeRepo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo.PlainHTTP = true
-	repo.Client = &auth.Client{Credential: auth.StaticCredential(addr, cred)}
-	layer := content.NewDescriptorFromBytes("application/vnd.oci.image.layer.v1.tar+gzip", tgz)
-	layer.Annotations = map[string]string{ocispec.AnnotationTitle: "kubernetes-node-linux-amd64.tar.gz"}
-	if err := repo.Push(ctx, layer, bytes.NewReader(tgz)); err != nil {
-		t.Fatal(err)
-	}
-	m, err := oras.PackManifest(ctx, repo, oras.PackManifestVersion1_1, "application/vnd.unknown.artifact.v1", oras.PackManifestOptions{Layers: []ocispec.Descriptor{layer}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := repo.Tag(ctx, m, nodeTag); err != nil {
-		t.Fatal(err)
-	}
-	return m.Digest.String()
+	return sourcetest.Push(t, addr, nodeRepo, nodeTag, "kubernetes-node-linux-amd64.tar.gz", tgz, cred)
 }
 
 // proxy is a loopback reverse proxy in front of a registry that counts
