@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"oras.land/oras-go/v2/registry/remote/auth"
 
 	"github.com/nodeimage/reconcile/internal/pkgbuild"
@@ -432,5 +433,47 @@ func TestBootDownloadsArtifact(t *testing.T) {
 	}
 	if p := dryRun(t, args...); len(p.Actions) != 0 {
 		t.Errorf("second boot plans %+v", p.Actions)
+	}
+}
+
+// TestArtifactOutputsMatchTheirSchemas validates the documents of a bake
+// that downloads (plan, applied with a download's result, a failure) and
+// every golden plan of internal/plan against their schemas.
+func TestArtifactOutputsMatchTheirSchemas(t *testing.T) {
+	s := schemas(t)
+	crictl := tgz(t, pkgtest.File{Name: "crictl", Body: fakeBinary(t, "1.34.0")})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "crictl.tar.gz", time.Time{}, bytes.NewReader(crictl))
+	}))
+	defer srv.Close()
+	manifest := writeManifest(t, artifactManifest("", "", srv.URL+"/crictl.tar.gz", sha(crictl)))
+	root := newRoot(t, "ubuntu-24.04")
+	args := func(extra ...string) []string {
+		return append(append([]string{"--output", "json", "--root", root, "--arch", "amd64"}, extra...), manifest)
+	}
+	docs := map[string]string{
+		"offline bake": run(t, nil, args("--mode=bake", "--offline")...).must(t, ExitFailure).stdout,
+		"bake dry-run": run(t, nil, args("--dry-run")...).must(t, ExitOK).stdout,
+		"bake":         run(t, nil, args("--mode=bake")...).must(t, ExitOK).stdout,
+	}
+	goldens, err := filepath.Glob("../plan/testdata/*.json")
+	if err != nil || len(goldens) == 0 {
+		t.Fatalf("no golden plans: %v", err)
+	}
+	for _, g := range goldens {
+		docs[g] = string(fileContent(t, g))
+	}
+	for name, text := range docs {
+		doc, err := jsonschema.UnmarshalJSON(strings.NewReader(text))
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", name, err, text)
+		}
+		kind, _ := doc.(map[string]any)["kind"].(string)
+		if err := s[kind].Validate(doc); err != nil {
+			t.Errorf("%s: the %s document does not match its schema: %v", name, kind, err)
+		}
+	}
+	if !strings.Contains(docs["bake"], `"op": "download"`) {
+		t.Errorf("the applied document has no download:\n%s", docs["bake"])
 	}
 }

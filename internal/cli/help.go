@@ -35,6 +35,14 @@ FLAGS
                                 (e.g. --pm-arg=-o --pm-arg=Acquire::Retries=5)
     --events-dir DIR            bake, boot: write one provisioning event (JSON) per action and
                                 one for the run into DIR (under --root), as <epoch-ms>.json
+    --offline                   bake, boot: download and fetch nothing; what no cache holds is
+                                an error naming the entry and the cache dir
+    --ca-file FILE              PEM certificates trusted for artifact downloads besides the
+                                system roots (a private mirror's CA)
+    --download-timeout D        bound on each artifact download, retries included (default 30m)
+    --download-stall-timeout D  fail a download request when no byte arrives for D (default 30s)
+    --download-attempts N       tries of each download request, with doubling waits (default 4)
+                                (registry logins: $DOCKER_CONFIG/config.json or ~/.docker/config.json)
     --verbose                   log every action to stderr
     --version                   print the build's version and commit
 
