@@ -6,19 +6,27 @@ package examples_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	yaml "go.yaml.in/yaml/v3"
+	"oras.land/oras-go/v2/registry/remote/auth"
 
 	"github.com/nodeimage/reconcile/internal/manifest"
 	"github.com/nodeimage/reconcile/internal/pkgbuild"
+	"github.com/nodeimage/reconcile/internal/pkgfile/pkgtest"
 	"github.com/nodeimage/reconcile/internal/platform"
+	"github.com/nodeimage/reconcile/internal/source/sourcetest"
 	"github.com/nodeimage/reconcile/manifests"
 )
 
@@ -329,4 +337,84 @@ func TestPackerBakeThenBoot(t *testing.T) {
 		// A reboot runs it again: nothing to do, still 0.
 		boot(map[string]string{"KUBERNETES_VERSION": "1.35.7"}).must(t, 0, "No changes", "exit 0 (ok)")
 	})
+}
+
+// TestPackerBakesPackagesAndArtifacts runs bake.sh on packer/components.yaml
+// with its artifacts served from loopback (a real docker-registry for the
+// kubernetes-node artifact, an HTTP server for crictl's tarball; only the
+// hosts and the pins of this arch are replaced), then boots the artifact's
+// version.
+func TestPackerBakesPackagesAndArtifacts(t *testing.T) {
+	pkgbuild.RequireFormat(t, platform.Deb)
+	arch := platform.Host()
+	root := t.TempDir()
+	writeFile(t, filepath.Join(root, "etc/os-release"), "ID=ubuntu\nVERSION_ID=\"24.04\"\n")
+	binary := func(version string) []byte {
+		b, err := pkgbuild.Binary(arch, version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	pkgs := t.TempDir()
+	for _, tool := range []string{"kubelet", "kubectl"} {
+		p, err := pkgbuild.Deb(pkgs, pkgbuild.Spec{Name: tool, Version: "1.35.7-ubuntu24.04u1", Arch: arch,
+			Files: map[string][]byte{"usr/bin/" + tool: binary("1.35.7")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(root, "opt", tool, "downloads", filepath.Base(p)), string(data))
+	}
+	tarball := func(files ...pkgtest.File) []byte {
+		b, err := pkgtest.Compress("gzip", pkgtest.Tar(files))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	node := tarball(pkgtest.File{Name: "kubernetes/node/bin/kubelet", Body: binary("1.34.9")}, pkgtest.File{Name: "kubernetes/node/bin/kubectl", Body: binary("1.34.9")})
+	reg := sourcetest.StartRegistry(t, "", "")
+	digest := sourcetest.Push(t, reg, "oss/binaries/kubernetes/kubernetes-node", "v1.34.9-linux-"+string(arch),
+		"kubernetes-node-linux-"+string(arch)+".tar.gz", node, auth.EmptyCredential)
+	crictl := tarball(pkgtest.File{Name: "crictl", Body: binary("1.34.0")})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/kubernetes-sigs/cri-tools/releases/download/v1.34.0/crictl-v1.34.0-linux-"+string(arch)+".tar.gz" {
+			http.NotFound(w, r)
+			return
+		}
+		http.ServeContent(w, r, "crictl.tar.gz", time.Time{}, bytes.NewReader(crictl))
+	}))
+	defer srv.Close()
+
+	text, err := os.ReadFile("packer/components.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ociPin, urlPin := map[platform.Arch]string{platform.AMD64: "1", platform.ARM64: "2"}[arch], map[platform.Arch]string{platform.AMD64: "3", platform.ARM64: "4"}[arch]
+	sum := sha256.Sum256(crictl)
+	manifestText := strings.NewReplacer(
+		"mcr.microsoft.com", reg,
+		"https://github.com", srv.URL,
+		"sha256:"+strings.Repeat(ociPin, 64), digest,
+		strings.Repeat(urlPin, 64), hex.EncodeToString(sum[:]),
+	).Replace(string(text))
+	manifestFile := filepath.Join(t.TempDir(), "components.yaml")
+	writeFile(t, manifestFile, manifestText)
+
+	script(t, map[string]string{"RECONCILE": reconcileBin, "MANIFEST": manifestFile, "ROOT": root}, "packer/bake.sh").
+		must(t, 0, "+ download oci "+reg+"/oss/binaries/kubernetes/kubernetes-node:v1.34.9-linux-"+string(arch), "verify: all 5 binaries match the manifest.")
+	for p, want := range map[string]string{"kubelet-1.34.9": "v1.34.9", "kubectl-1.34.9": "v1.34.9", "kubelet-1.35.7": "v1.35.7", "crictl-1.34.0": "v1.34.0"} {
+		if got := runBinary(t, filepath.Join(root, "opt/bin", p)); !strings.Contains(got, want) {
+			t.Errorf("/opt/bin/%s reports %q, want %s", p, got, want)
+		}
+	}
+	script(t, map[string]string{"KUBERNETES_VERSION": "1.34.9", "ROOT": root}, "boot/provision-kubelet.sh").
+		must(t, 0, "rename /opt/bin/kubelet-1.34.9 to /opt/bin/kubelet", "exit 0 (ok)")
+	if got := runBinary(t, filepath.Join(root, "opt/bin/kubelet")); !strings.Contains(got, "v1.34.9") {
+		t.Errorf("/opt/bin/kubelet reports %q after boot for 1.34.9", got)
+	}
 }

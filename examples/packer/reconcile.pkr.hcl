@@ -1,6 +1,9 @@
 # The reconcile steps of a node-image Packer build. Drop these provisioners
 # into the build block of an existing template, after the step that downloads
 # the packages into /opt/<tool>/downloads, before the image is captured.
+# Entries of the manifest that come from a tarball URL or an OCI artifact
+# (components.yaml here has both beside packages) need no download step:
+# bake fetches them, so the build VM must reach those hosts.
 #
 #   packer build -var reconcile_binary=dist/reconcile-linux-amd64 .
 #
@@ -16,6 +19,18 @@ variable "reconcile_manifest" {
   type        = string
   default     = "manifests/components.yaml"
   description = "the components manifest the image carries"
+}
+
+variable "ca_file" {
+  type        = string
+  default     = ""
+  description = "on the build VM: PEM certificates of a private mirror of the artifacts (empty: the system roots only)"
+}
+
+variable "docker_config" {
+  type        = string
+  default     = ""
+  description = "on the build VM: the directory of a docker config.json with registry logins (empty: anonymous pulls)"
 }
 
 build {
@@ -36,6 +51,8 @@ build {
     environment_vars = [
       "RECONCILE=/tmp/reconcile",
       "MANIFEST=/tmp/components.yaml",
+      "CA_FILE=${var.ca_file}",
+      "DOCKER_CONFIG=${var.docker_config}",
     ]
     execute_command = "chmod +x {{ .Path }}; sudo env {{ .Vars }} {{ .Path }}"
     script          = "${path.root}/bake.sh"
