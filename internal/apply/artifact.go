@@ -134,7 +134,7 @@ func (r *run) tarball(ctx context.Context, a plan.Action) (string, error) {
 	r.amu.Unlock()
 	rel, err := check()
 	if err != nil {
-		return "", fmt.Errorf("checking the cached artifact: %w", err)
+		return "", fmt.Errorf("checking the cached artifact (remove it to download it again): %w", err)
 	}
 	if "/"+rel != a.ArtifactFile {
 		return "", fmt.Errorf("the cache changed since planning: the artifact is /%s, the plan read %s", rel, a.ArtifactFile)

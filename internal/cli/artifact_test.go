@@ -250,6 +250,27 @@ func TestBakeArtifacts(t *testing.T) {
 		t.Errorf("%d blob GETs after the bake from the cache, want still 1", n)
 	}
 
+	// A cached tarball is checked against the pin before it is read.
+	cached := filepath.Join(root, src.File)
+	tarball := fileContent(t, cached)
+	broken := slices.Clone(tarball)
+	broken[len(broken)/3] ^= 1
+	os.WriteFile(cached, broken, 0o644)
+	os.Remove(filepath.Join(root, "opt/bin/kubectl-1.34.9"))
+	// The record forgets the removed kubectl, as for any file gone: only
+	// /opt is compared.
+	opt := filepath.Join(root, "opt")
+	before := files(t, opt)
+	r = run(t, nil, append([]string{"--mode=bake", "--offline"}, args...)...).must(t, ExitFailure)
+	if !strings.Contains(r.stderr, "checking the cached artifact (remove it to download it again): /"+src.File[1:]+" has sha256 ") {
+		t.Errorf("bake from a corrupt cache:\n%s", r.stderr)
+	}
+	if after := files(t, opt); !slices.Equal(before, after) {
+		t.Errorf("a bake from a corrupt cache wrote files:\nbefore %q\nafter  %q", before, after)
+	}
+	os.WriteFile(cached, tarball, 0o644)
+	run(t, nil, append([]string{"--mode=bake", "--offline"}, args...)...).must(t, ExitOK)
+
 	// verify checks an artifact's binary against the record like a
 	// package's.
 	kubelet := filepath.Join(root, "opt/bin/kubelet-1.34.9")

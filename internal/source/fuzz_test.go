@@ -38,3 +38,26 @@ func FuzzContentRange(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseCacheName: a name in a cache dir (anyone may put files there)
+// is read as a download only when it is exactly what Fetch writes for its
+// digest.
+func FuzzParseCacheName(f *testing.F) {
+	hex := strings.Repeat("ab", 32)
+	for _, s := range []string{"sha256-" + hex + ".tar.gz", "sha256-" + hex + ".manifest.json", "sha256-" + hex, "sha256-" + hex + ".deb", "sha256-" + hex + "/../x.tgz", "kubelet_1.34.10_amd64.deb"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		cf, ok := ParseCacheName(name)
+		if !ok {
+			return
+		}
+		h, err := digestHex(cf.Digest)
+		if err != nil || strings.Contains(name, "/") {
+			t.Fatalf("%q accepted as %+v", name, cf)
+		}
+		if want := cacheName(h, "x"+name[len("sha256-")+64:]); !cf.Manifest && want != name || cf.Manifest && name != manifestName(h) {
+			t.Fatalf("%q accepted as %+v, but Fetch writes %q", name, cf, want)
+		}
+	})
+}
