@@ -288,6 +288,13 @@ func TestBakeArtifacts(t *testing.T) {
 	}
 	os.WriteFile(kubelet, good, 0o755)
 	os.Chtimes(kubelet, fi.ModTime(), fi.ModTime())
+	// A manifest that pins another crictl tarball is not what was baked.
+	repinned := writeManifest(t, artifactManifest(proxy.host(), digest, srv.URL+"/crictl-v${version}-linux-${arch}.tar.gz", strings.Repeat("0", 64)))
+	r = run(t, nil, "--mode=verify", "--root", root, "--arch", "amd64", repinned).must(t, ExitVerify)
+	if !strings.Contains(r.stdout, "the manifest pins sha256:"+strings.Repeat("0", 64)) {
+		t.Errorf("verify against a repinned manifest:\n%s", r.stdout)
+	}
+	run(t, nil, append([]string{"--mode=verify"}, args...)...).must(t, ExitOK)
 
 	// Boot installs the versioned binaries and removes the downloads.
 	env := map[string]string{"KUBERNETES_VERSION": "1.34.9"}

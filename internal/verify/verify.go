@@ -133,6 +133,8 @@ func check(ctx context.Context, root *os.Root, rec state.Record, recErr error, e
 		fail(CodeNotInRecord, "not in the state record /%s", state.RecordPath)
 	case !b.Of(e.Tool, e.Package, e.Version.String(), string(e.Arch)):
 		fail(CodeRecordOther, "record says %s, manifest wants %s", b.What(), state.Describe(e.Tool, e.Package, e.Version.String(), string(e.Arch)))
+	case e.Source != manifest.FromPackage && b.Source.Digest != e.Digest:
+		fail(CodeRecordOther, "record says it came out of %s@%s, the manifest pins %s", b.Source.Ref, b.Source.Digest, e.Digest)
 	default:
 		got, err := rootfs.DigestFile(root, rootfs.Rel(p))
 		if err != nil {
