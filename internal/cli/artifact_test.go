@@ -505,3 +505,18 @@ func TestArtifactOutputsMatchTheirSchemas(t *testing.T) {
 		t.Errorf("the applied document has no download:\n%s", docs["bake"])
 	}
 }
+
+// TestOfflineBootFetchesNoPackage: --offline forbids the package manager's
+// fetch at boot as it forbids downloads: the tool's code, nothing written.
+func TestOfflineBootFetchesNoPackage(t *testing.T) {
+	root := newRoot(t, "ubuntu-24.04")
+	manifest := writeManifest(t, twoVersions)
+	before := files(t, root)
+	r := run(t, nil, "--mode=boot", "--offline", "--k8s-version", "1.35.7", "--root", root, "--arch", "amd64", manifest).must(t, 121)
+	if !strings.Contains(r.stderr, "and --offline forbids fetching it") {
+		t.Errorf("offline boot:\n%s", r.stderr)
+	}
+	if after := files(t, root); !slices.Equal(before, after) {
+		t.Errorf("an offline boot wrote files: %q", after)
+	}
+}

@@ -315,6 +315,11 @@ func (p *Plan) bootTool(e manifest.Entry, st *state.State, req Request) {
 		p.addAction(a, st, req)
 		return
 	}
+	if req.Offline {
+		p.add(report.Error, CodePackageMissing, e.CacheDir, &e, "%s: neither %s nor a package %s=%s (%s) in %s, and --offline forbids fetching it",
+			e.ID(), e.Versioned, e.Package, e.Version, e.Arch, e.CacheDir)
+		return
+	}
 	a.Op, a.CacheDir, a.Manager = Fetch, e.CacheDir, req.Manager
 	if req.RequireDeps {
 		p.add(report.Warning, CodeDepsCheckedAtFetch, e.Target, &e, "the dependencies of %s %s are not checked: it is fetched at boot, after planning", e.Package, e.Version)
