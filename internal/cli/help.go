@@ -26,7 +26,10 @@ FLAGS
     --require-deps              boot: fail (tool's code) when the node lacks a dependency
                                 of the package (default: a warning in the plan and events)
     --verify-digest             compare full sha256 digests instead of size and mtime
-    --exec                      verify: run each binary's version command
+    --targets                   verify: check the boot targets for --k8s-version (or
+                                KUBERNETES_VERSION) instead of the versioned binaries; an
+                                explicit --k8s-version implies it
+    --exec                      verify: also run each binary's version command (see VERIFY)
     --output text|json          (default text; json is one document on stdout)
     --detailed-exitcode         dry-run: exit 5 when the plan has changes
     --lock-timeout D            wait this long for another run's lock (default 5m)
@@ -39,16 +42,20 @@ FLAGS
     --version                   print the build's version and commit
 
 EXIT CODES
-    0    success (dry-run: plan printed)
-    1    an action failed
-    2    bad input: manifest, flags, environment, os-release; nothing changed
+    0    success (dry-run: the plan was printed)
+    1    an action failed, or the plan has a problem (bake: a package that is not to be had)
+    2    bad input: manifest, flags, environment, os-release, cluster version; nothing changed
     3    verify: the disk differs from the manifest
     4    another run held the lock for the whole --lock-timeout
-    5    dry-run --detailed-exitcode: the plan has changes
+    5    dry-run --detailed-exitcode: the plan has changes (a plan with problems exits
+         the code the run would: 1 at bake, the tool's code at boot)
+    6    interrupted by SIGTERM or SIGINT: temp files removed, every target whole
     121  boot: kubelet could not be put in place
     122  boot: kubectl could not be put in place
     205  boot: the ACR credential provider could not be put in place
-    (a tool's boot code is its manifest exitCode; 1 when it has none)
+    A tool's boot code is its manifest exitCode (7-255; 1 when it has none). A boot failure
+    that is no one tool's (the lock, a disk it cannot read or write) exits with the code of
+    the manifest's first tool for the distro.
 
 FILES (under --root)
     /opt/<tool>/downloads/*.deb|*.rpm   cached packages, matched by their own metadata
@@ -66,10 +73,24 @@ BOOT DECISION ORDER, PER TOOL
     5. else fail with the tool's exit code
     Then the other versioned binaries and the package cache are removed.
 
+VERIFY
+    Without --targets, verify checks /opt/bin/<tool>-<version> (the baked image) and ignores
+    KUBERNETES_VERSION; its first line says which it checked. Each binary must be a regular
+    file, mode 0755, named by the state record as the entry's tool, package, version and
+    arch, of the recorded size and sha256, and an ELF file whose machine is the entry's arch
+    (x86-64 for amd64, AArch64 for arm64). With --exec its version command (versionArgs,
+    default --version) must print the entry's upstream version; it runs with an empty
+    environment, stdin from /dev/null, in its own process group killed after 10s, and with
+    --root other than / only as root inside the root (chroot); a binary of another arch is
+    not run. Bake never runs anything from a package: it reads the version from the
+    binary's Go build info or read-only data.
+
 EXAMPLES
     reconcile --dry-run --distro ubuntu-24.04
-    reconcile --mode=bake --root /mnt/image manifests/components.yaml && reconcile --mode=verify --exec
+    reconcile --mode=bake --root /mnt/image manifests/components.yaml &&
+        reconcile --mode=verify --root /mnt/image manifests/components.yaml
     KUBERNETES_VERSION=1.35.7 reconcile --mode=boot
+    reconcile --mode=verify --targets --k8s-version 1.35.7
 `
 
 // buildVersion is the module version and VCS commit the binary was built from.
