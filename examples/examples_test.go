@@ -105,15 +105,32 @@ func TestPRCheckPlansEveryDistroAndArch(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := script(t, map[string]string{"RECONCILE": reconcileBin}, "pr-check.sh", "../manifests/components.yaml")
-	r.must(t, 0, fmt.Sprintf("pr-check: all %d plans computed", 2*len(m.Distros())))
+	r.must(t, 0, fmt.Sprintf("pr-check: all %d plans computed: every served version boots", 2*len(m.Distros())))
 	for _, d := range m.Distros() {
 		for _, a := range platform.Arches {
-			r.must(t, 0, fmt.Sprintf("== ../manifests/components.yaml: %s %s\nbake plan for %s %s:", d, a, d, a))
+			r.must(t, 0, fmt.Sprintf("== ../manifests/components.yaml: %s %s\nboot plan for %s %s for Kubernetes ", d, a, d, a))
 		}
 	}
 	// In GitHub Actions each plan is a group.
 	r = script(t, map[string]string{"RECONCILE": reconcileBin, "GITHUB_ACTIONS": "true", "ARCHES": "arm64"}, "pr-check.sh", "../manifests/components.yaml")
 	r.must(t, 0, "::group::../manifests/components.yaml: ubuntu-24.04 arm64\n", "::endgroup::")
+}
+
+// TestPRCheckFailsOnAnUnservedLine: a valid manifest whose kubelet serves a
+// line the credential provider has no entry for fails the check with the
+// code that boot would exit with there.
+func TestPRCheckFailsOnAnUnservedLine(t *testing.T) {
+	gap := filepath.Join(t.TempDir(), "gap.yaml")
+	writeFile(t, gap, `components:
+  - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.36.3-ubuntu24.04u1"}
+  - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.37.1-ubuntu24.04u1"}
+  - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.36.3-ubuntu24.04u1"}
+  - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.37.1-ubuntu24.04u1"}
+  - {tool: azure-acr-credential-provider, distro: ubuntu-24.04, packageVersion: "1.36.5-ubuntu24.04u1", k8sVersion: "1.36"}
+`)
+	script(t, map[string]string{"RECONCILE": reconcileBin}, "pr-check.sh", gap).must(t, 1,
+		"problem: no azure-acr-credential-provider entry for ubuntu-24.04 amd64 serves Kubernetes 1.37.1",
+		"a boot on ubuntu-24.04 amd64 of a version it serves would exit 205", "pr-check: 2 of 2 plans failed")
 }
 
 func TestPRCheckFailsOnBrokenManifests(t *testing.T) {

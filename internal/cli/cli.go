@@ -235,6 +235,9 @@ func (c *command) run(ctx context.Context) (int, error) {
 	if req.Mode == plan.Verify {
 		return c.verify(ctx, root, m, req)
 	}
+	if c.o.k8sVersion == allServed {
+		return c.planServed(ctx, root, m, req)
+	}
 	// A boot failure that is no one tool's (a lock it cannot open, a disk
 	// it cannot read) exits with the first tool's code: provisioning knows
 	// only those.
@@ -380,6 +383,12 @@ func (c *command) request(root *os.Root, m *manifest.Manifest) (plan.Request, er
 	}
 	if req.Mode == plan.Verify && c.o.targets && c.o.k8sVersion == "" {
 		return req, badInput("verify --targets needs the cluster version: --k8s-version or KUBERNETES_VERSION")
+	}
+	if c.o.k8sVersion == allServed {
+		if !c.o.dryRun || req.Mode != plan.Boot {
+			return req, badInput("--k8s-version %s plans every served version: it goes with --dry-run --mode=boot", allServed)
+		}
+		return req, nil
 	}
 	if c.o.k8sVersion != "" && (req.Mode == plan.Boot || req.Mode == plan.Verify && c.o.targets) {
 		if req.K8sVersion, err = manifest.ParseK8sVersion(c.o.k8sVersion); err != nil {

@@ -19,7 +19,7 @@ func schemas(t *testing.T) map[string]*jsonschema.Schema {
 	t.Helper()
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
-	kinds := map[string]string{"plan": "plan.schema.json", "applied": "applied.schema.json", "verify": "verify.schema.json", "error": "error.schema.json"}
+	kinds := map[string]string{"plan": "plan.schema.json", "applied": "applied.schema.json", "verify": "verify.schema.json", "error": "error.schema.json", "plans": "plans.schema.json"}
 	for _, file := range kinds {
 		f, err := os.Open(filepath.Join("../../schema", file))
 		if err != nil {
@@ -91,9 +91,10 @@ func TestOutputsMatchTheirSchemas(t *testing.T) {
 	validate("verify targets of an unserved version", run(t, nil, args("--mode=verify", "--k8s-version", "1.36.0")...).must(t, ExitVerify))
 	validate("boot dry-run", run(t, nil, args("--dry-run", "--mode=boot", "--k8s-version", "1.35.7")...).must(t, ExitOK))
 	validate("boot", run(t, nil, args("--mode=boot", "--k8s-version", "1.35.7")...).must(t, ExitOK))
+	validate("boot plans of every served version", run(t, nil, args("--dry-run", "--mode=boot", "--k8s-version", "all")...).must(t, ExitOK))
 	validate("boot of an unserved version", run(t, nil, args("--mode=boot", "--k8s-version", "1.36.0")...).must(t, 121))
 	validate("a manifest that is not there", run(t, nil, "--output", "json", "--mode=bake", "--root", root, filepath.Join(root, "nope.yaml")).must(t, ExitBadInput))
-	for _, kind := range []string{"plan", "applied", "verify", "error"} {
+	for _, kind := range []string{"plan", "applied", "verify", "error", "plans"} {
 		if seen[kind] == 0 {
 			t.Errorf("no %s document was validated", kind)
 		}
