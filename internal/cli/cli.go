@@ -148,7 +148,7 @@ func parse(args []string, getenv func(string) string, stdout io.Writer) (*option
 }
 
 // Run is the whole command; it returns the exit code.
-func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	o, err := parse(args, getenv, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "reconcile: %v\n", err)
@@ -170,7 +170,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	}
 	out := &usedWriter{Writer: stdout}
-	c := &command{o: o, log: logger, stdout: out, stderr: stderr, getenv: getenv}
+	c := &command{o: o, log: logger, stdin: stdin, stdout: out, stderr: stderr, getenv: getenv}
 	code, err := c.run(ctx)
 	if err != nil && ctx.Err() != nil {
 		code, err = ExitInterrupted, fmt.Errorf("interrupted (%v): %w", context.Cause(ctx), err)
@@ -199,6 +199,7 @@ func (u *usedWriter) Write(p []byte) (int, error) {
 
 type command struct {
 	o      *options
+	stdin  io.Reader // MANIFEST "-"
 	log    *slog.Logger
 	stdout io.Writer
 	stderr io.Writer
@@ -338,8 +339,11 @@ func (c *command) emit(root *os.Root, p *plan.Plan, results []plan.Result, start
 }
 
 func (c *command) loadManifest() (*manifest.Manifest, error) {
-	if c.o.manifest == "" {
+	switch c.o.manifest {
+	case "":
 		return manifest.Parse(manifests.Name, manifests.Components)
+	case "-":
+		return manifest.Read("(standard input)", c.stdin)
 	}
 	return manifest.Load(c.o.manifest)
 }

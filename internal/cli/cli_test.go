@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,8 +114,13 @@ type result struct {
 
 func run(t testing.TB, env map[string]string, args ...string) result {
 	t.Helper()
+	return runStdin(t, env, strings.NewReader(""), args...)
+}
+
+func runStdin(t testing.TB, env map[string]string, stdin io.Reader, args ...string) result {
+	t.Helper()
 	var out, errb bytes.Buffer
-	code := Run(context.Background(), args, func(k string) string { return env[k] }, &out, &errb)
+	code := Run(context.Background(), args, func(k string) string { return env[k] }, stdin, &out, &errb)
 	return result{code, out.String(), errb.String()}
 }
 

@@ -3,7 +3,9 @@ package cli
 import (
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestBootPlansForEveryServedVersion is the pull-request check: a boot is
@@ -53,5 +55,35 @@ func TestBootPlansForEveryServedVersion(t *testing.T) {
 		if !strings.Contains(r.stderr, "goes with --dry-run --mode=boot") {
 			t.Errorf("%q: stderr %q", bad, r.stderr)
 		}
+	}
+}
+
+// TestManifestFromStdinAndNoFIFO: "-" reads the manifest from standard
+// input; a FIFO named as the manifest is refused at once, not waited on.
+func TestManifestFromStdinAndNoFIFO(t *testing.T) {
+	root := newRoot(t, "ubuntu-24.04")
+	yaml := "components:\n  - {tool: kubelet, distro: ubuntu-24.04, packageVersion: \"1.35.7-ubuntu24.04u1\"}\n  - {tool: kubectl, distro: ubuntu-24.04, packageVersion: \"1.35.7-ubuntu24.04u1\"}\n"
+	r := runStdin(t, nil, strings.NewReader(yaml), "--dry-run", "--root", root, "--arch", "amd64", "-").must(t, ExitOK)
+	if !strings.Contains(r.stdout, "kubelet=1.35.7-ubuntu24.04u1") {
+		t.Errorf("the plan is not of the manifest on stdin:\n%s", r.stdout)
+	}
+	r = runStdin(t, nil, strings.NewReader("components: [\n"), "--dry-run", "--root", root, "-").must(t, ExitBadInput)
+	if !strings.Contains(r.stderr, "manifest (standard input)") {
+		t.Errorf("stderr does not name standard input: %s", r.stderr)
+	}
+	fifo := filepath.Join(t.TempDir(), "components.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan result, 1)
+	go func() { done <- run(t, nil, "--dry-run", "--root", root, fifo) }()
+	select {
+	case r := <-done:
+		r.must(t, ExitBadInput)
+		if !strings.Contains(r.stderr, "not a regular file: pass a pipe as - (standard input)") {
+			t.Errorf("stderr: %s", r.stderr)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a FIFO manifest blocked the run")
 	}
 }
