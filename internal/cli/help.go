@@ -13,7 +13,8 @@ SYNOPSIS
     reconcile --mode=verify [flags] [MANIFEST]   image test: is the disk what the manifest says?
     reconcile --dry-run     [flags] [MANIFEST]   print the plan (bake unless --mode), change nothing
 
-    MANIFEST defaults to the manifest embedded in the binary (manifests/components.yaml).
+    MANIFEST defaults to the manifest embedded in the binary (manifests/components.yaml);
+    - reads it from standard input.
 
 FLAGS
     --root DIR                  every path is under DIR (default /)

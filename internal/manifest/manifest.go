@@ -304,7 +304,11 @@ func (m *Manifest) Tool(name string) Tool {
 
 func (c Component) arches() []string {
 	if len(c.Arches) == 0 {
-		return []string{string(platform.AMD64), string(platform.ARM64)}
+		out := make([]string, len(platform.Arches))
+		for i, a := range platform.Arches {
+			out[i] = string(a)
+		}
+		return out
 	}
 	return c.Arches
 }
