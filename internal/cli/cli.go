@@ -455,7 +455,8 @@ func (c *command) printResults(p *plan.Plan, results []plan.Result, applyErr err
 }
 
 func (c *command) verify(ctx context.Context, root *os.Root, m *manifest.Manifest, req plan.Request) (int, error) {
-	checks, err := verify.Run(ctx, root, m, req.Distro, req.Arch, verify.Options{Targets: c.o.targets, K8sVersion: req.K8sVersion, Exec: c.o.exec, HostArch: platform.Host()})
+	checks, err := verify.Run(ctx, root, m, req.Distro, req.Arch, verify.Options{Targets: c.o.targets, K8sVersion: req.K8sVersion, Exec: c.o.exec, HostArch: platform.Host(),
+		RequireManifestVersion: req.RequireManifestVersion})
 	if err != nil {
 		return ExitFailure, err
 	}

@@ -297,6 +297,11 @@ func TestBootUnlistedVersionFetchesTheNewestRevision(t *testing.T) {
 					if got := planOps(t, args...); len(got) != 0 {
 						t.Errorf("boot again plans %q", got)
 					}
+					// The image test after boot checks the targets as the
+					// revisions boot put there; strict, it refuses them.
+					verify := []string{"--mode=verify", "--targets", "--exec", "--k8s-version", "1.34.1", "--root", root, "--arch", string(tc.arch), manifest}
+					run(t, nil, verify...).must(t, ExitOK)
+					run(t, nil, append([]string{"--require-manifest-version"}, verify...)...).must(t, ExitVerify)
 				})
 			}
 			host.Unchanged(t)

@@ -2,11 +2,8 @@ package plan
 
 import (
 	"fmt"
-	"path"
 	"slices"
 	"strings"
-
-	"github.com/Masterminds/semver/v3"
 
 	"github.com/nodeimage/reconcile/internal/manifest"
 	"github.com/nodeimage/reconcile/internal/pkgversion"
@@ -25,13 +22,11 @@ import (
 // false with a problem when the version cannot be served: the tool names
 // no exact version, or RequireManifestVersion.
 func (p *Plan) bootUnlisted(entries []manifest.Entry, tool string, st *state.State, req Request) (manifest.Entry, bool) {
-	i := slices.IndexFunc(entries, func(e manifest.Entry) bool {
-		return e.Tool == tool && e.Exact() && e.Source == manifest.FromPackage
-	})
+	e, servable := manifest.Unlisted(entries, tool, req.K8sVersion)
 	served := strings.Join(manifest.Served(entries, tool), ", ")
-	if i < 0 || req.RequireManifestVersion {
+	if !servable || req.RequireManifestVersion {
 		why := "and its entries name no exact package version to serve another by"
-		if i >= 0 {
+		if servable {
 			why = "and --require-manifest-version (or requireManifestVersion: true) refuses any other"
 		}
 		ex := entries[slices.IndexFunc(entries, func(e manifest.Entry) bool { return e.Tool == tool })]
@@ -40,10 +35,7 @@ func (p *Plan) bootUnlisted(entries []manifest.Entry, tool string, st *state.Sta
 				tool, req.Distro, req.Arch, req.K8sVersion, served, why)})
 		return manifest.Entry{}, false
 	}
-	up := upstreamOf(req.K8sVersion)
-	e := entries[i]
-	e.Index, e.Version, e.K8s = -1, pkgversion.Version{}, ""
-	e.Versioned = path.Join(manifest.BinDir, tool+"-"+up)
+	up := manifest.UpstreamOf(req.K8sVersion)
 	p.Report.Add(report.Item{Kind: report.Warning, Code: CodeVersionMissing, Tool: tool, Entry: report.EntryIndex(-1),
 		Message: fmt.Sprintf("no %s entry for %s %s serves Kubernetes %s (the manifest's entries serve %s): served from %s if the record attributes it to %s, else by the newest revision of %s %s for %s in %s or the repository",
 			tool, req.Distro, req.Arch, req.K8sVersion, served, e.Versioned, up, e.Package, up, e.Arch, e.CacheDir)})
@@ -52,7 +44,7 @@ func (p *Plan) bootUnlisted(entries []manifest.Entry, tool string, st *state.Sta
 	// upstream version, for this arch, out of the tool's package, serves.
 	version := func(rec state.Binary) (pkgversion.Version, bool) {
 		v, err := pkgversion.Parse(e.Distro.Format(), rec.PackageVersion)
-		return v, err == nil && rec.Tool == tool && rec.Source.Name == e.Package && rec.Arch == string(e.Arch) && sameUpstream(v, up)
+		return v, err == nil && manifest.SameUpstream(v, up) && rec.Tool == tool && rec.Source.Name == e.Package && rec.Arch == string(e.Arch)
 	}
 	of := func(rec state.Binary) bool { _, ok := version(rec); return ok }
 	want := state.Describe(tool, e.Package, up+" (any revision)", string(e.Arch))
@@ -82,29 +74,13 @@ func (p *Plan) bootUnlisted(entries []manifest.Entry, tool string, st *state.Sta
 	return e, true
 }
 
-// upstreamOf is the package upstream version of a cluster version:
-// 1.35.0-rc.1 is packaged as 1.35.0~rc.1, which sorts before 1.35.0.
-func upstreamOf(v *semver.Version) string {
-	up := fmt.Sprintf("%d.%d.%d", v.Major(), v.Minor(), v.Patch())
-	if v.Prerelease() != "" {
-		up += "~" + v.Prerelease()
-	}
-	return up
-}
-
-// sameUpstream reports whether v's upstream version is up, by dpkg/rpm
-// rules: 1.34.01-3 is of 1.34.1, 1.34.10-1 is not.
-func sameUpstream(v pkgversion.Version, up string) bool {
-	return pkgversion.Equal(v, pkgversion.Version{Format: v.Format, Epoch: v.Epoch, Upstream: up, Revision: v.Revision})
-}
-
 // newestCached finds the newest revision of upstream version up of e's
 // package for e's arch in its cache, by the packages' own metadata.
 func newestCached(e manifest.Entry, up string, st *state.State) (state.Package, bool) {
 	var best state.Package
 	found := false
 	for _, pkg := range st.Cache[e.CacheDir] {
-		if pkg.Unopened || pkg.Err != nil || pkg.Name != e.Package || !pkg.Arch.Runs(e.Arch) || !sameUpstream(pkg.Version, up) {
+		if pkg.Unopened || pkg.Err != nil || pkg.Name != e.Package || !pkg.Arch.Runs(e.Arch) || !manifest.SameUpstream(pkg.Version, up) {
 			continue
 		}
 		if !found || pkgversion.Compare(pkg.Version, best.Version) > 0 {
