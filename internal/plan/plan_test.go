@@ -187,6 +187,12 @@ func TestCompute(t *testing.T) {
 			cached("kubelet", "1.35.90-ubuntu24.04u9", platform.AMD64, "k4.deb").
 			baked("kubectl", "1.35.9-ubuntu24.04u5", "/opt/bin/kubectl-1.35.9")},
 		{name: "boot-unlisted-version-fetch", req: boot("1.35.9"), disk: bakedImage()},
+		// Enforced: kubectl's recorded versioned binary is passed over for
+		// the repository.
+		{name: "boot-unlisted-version-enforced", req: boot("1.35.9"), disk: bakedImage().
+			cached("kubelet", "1.35.9-ubuntu24.04u1", platform.AMD64, "k1.deb").
+			baked("kubectl", "1.35.9-ubuntu24.04u5", "/opt/bin/kubectl-1.35.9"),
+			edit: func(r *plan.Request, _ *state.State) { r.EnforcePackage = true }},
 		{name: "boot-unlisted-version-converged", req: boot("1.35.9"), empty: true, disk: newDisk().
 			baked("kubelet", "1.35.9-ubuntu24.04u2", "/opt/bin/kubelet").
 			baked("kubectl", "1.35.9-ubuntu24.04u5", "/opt/bin/kubectl").
