@@ -43,6 +43,8 @@ type options struct {
 	keepCache        bool
 	verifyDigest     bool
 	requireDeps      bool
+	offline          bool
+	requireVersion   bool // --require-manifest-version
 	exec             bool
 	targets          bool // verify: the boot targets, not the versioned binaries
 	k8sVersionFlag   bool // --k8s-version was given (not only KUBERNETES_VERSION)
@@ -86,6 +88,8 @@ func parse(args []string, getenv func(string) string, stdout io.Writer) (*option
 	fs.BoolVar(&o.keepCache, "keep-cache", false, "boot: keep the package cache")
 	fs.BoolVar(&o.verifyDigest, "verify-digest", false, "compare full sha256 digests")
 	fs.BoolVar(&o.requireDeps, "require-deps", false, "boot: fail when the node lacks a dependency of a package")
+	fs.BoolVar(&o.offline, "offline", false, "bake, boot: fetch nothing; a package not in its cache is an error")
+	fs.BoolVar(&o.requireVersion, "require-manifest-version", false, "boot: refuse a cluster version no entry serves")
 	fs.BoolVar(&o.exec, "exec", false, "verify: run each binary's version command")
 	fs.BoolVar(&o.targets, "targets", false, "verify: check the boot targets for --k8s-version, not the versioned binaries")
 	fs.StringVar(&o.output, "output", "text", "text or json")
@@ -355,6 +359,10 @@ func (c *command) request(root *os.Root, m *manifest.Manifest) (plan.Request, er
 		KeepCache:      c.o.keepCache,
 		VerifyDigest:   c.o.verifyDigest,
 		RequireDeps:    c.o.requireDeps,
+		Offline:        c.o.offline,
+		// Either one makes boot strict: the manifest's setting is the
+		// image's policy, the flag a run's.
+		RequireManifestVersion: c.o.requireVersion || m.RequiresManifestVersion(),
 	}
 	var err error
 	if c.o.distro != "" {
@@ -371,10 +379,14 @@ func (c *command) request(root *os.Root, m *manifest.Manifest) (plan.Request, er
 	req.Arch = arch
 	if req.Distro.Known() {
 		fc := m.Fetch(req.Distro)
-		if m, err := pkgmgr.New(req.Distro.Format(), pkgmgr.Options{
+		m, err := pkgmgr.New(req.Distro.Format(), pkgmgr.Options{
 			Root: root.Name(), Logger: c.log, ExtraArgs: c.o.pmArgs,
 			Sources: fc.AptSources, TestingSources: fc.AptTestingSources, Repos: fc.DnfRepos,
-		}); err == nil {
+		})
+		if err != nil {
+			// Only a plan that needs a fetch fails for it, saying why.
+			req.NoManager = err.Error()
+		} else {
 			c.manager, req.Manager = m, m.Name()
 		}
 	}
@@ -413,7 +425,11 @@ func (c *command) applyOptions(root *os.Root, p *plan.Plan) apply.Options {
 		var done atomic.Int64
 		total := len(p.Actions)
 		o.Progress = func(a plan.Action, n int64, took time.Duration) {
-			fmt.Fprintf(c.stderr, "[%d/%d] %s %s: %.1f MB in %s (%.0f MB/s)\n", done.Add(1), total, a.Tool, a.PackageVersion(),
+			verb := "extracted"
+			if a.Op == plan.Fetch {
+				verb = "fetched and extracted"
+			}
+			fmt.Fprintf(c.stderr, "[%d/%d] %s %s %s: %.1f MB in %s (%.0f MB/s)\n", done.Add(1), total, verb, a.Tool, a.PackageVersion(),
 				float64(n)/1e6, took.Round(time.Millisecond), float64(n)/1e6/max(took.Seconds(), 1e-3))
 		}
 	}
@@ -452,7 +468,8 @@ func (c *command) printResults(p *plan.Plan, results []plan.Result, applyErr err
 }
 
 func (c *command) verify(ctx context.Context, root *os.Root, m *manifest.Manifest, req plan.Request) (int, error) {
-	checks, err := verify.Run(ctx, root, m, req.Distro, req.Arch, verify.Options{Targets: c.o.targets, K8sVersion: req.K8sVersion, Exec: c.o.exec, HostArch: platform.Host()})
+	checks, err := verify.Run(ctx, root, m, req.Distro, req.Arch, verify.Options{Targets: c.o.targets, K8sVersion: req.K8sVersion, Exec: c.o.exec, HostArch: platform.Host(),
+		RequireManifestVersion: req.RequireManifestVersion})
 	if err != nil {
 		return ExitFailure, err
 	}

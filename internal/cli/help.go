@@ -26,6 +26,12 @@ FLAGS
     --keep-cache                boot: keep /opt/<tool>/downloads
     --require-deps              boot: fail (tool's code) when the node lacks a dependency
                                 of the package (default: a warning in the plan and events)
+    --offline                   bake, boot: fetch nothing; a package not in its cache is a
+                                problem naming the entry and the cache (bake exit 1, boot
+                                the tool's code), and nothing is written
+    --require-manifest-version  boot: refuse a cluster version no entry serves (tool's code)
+                                instead of serving it by the package rules below (also the
+                                manifest's requireManifestVersion: true)
     --verify-digest             compare full sha256 digests instead of size and mtime
     --targets                   verify: check the boot targets for --k8s-version (or
                                 KUBERNETES_VERSION) instead of the versioned binaries; an
@@ -34,8 +40,9 @@ FLAGS
     --output text|json          (default text; json is one document on stdout)
     --detailed-exitcode         dry-run: exit 5 when the plan has changes
     --lock-timeout D            wait this long for another run's lock (default 5m)
-    --parallel N                concurrent extractions at bake (default: CPU count)
-    --pm-arg ARG                boot: extra argument for apt-get or dnf, repeatable
+    --parallel N                concurrent extractions and fetches at bake (default: CPU
+                                count; the package manager runs one download at a time)
+    --pm-arg ARG                bake, boot: extra argument for apt-get or dnf, repeatable
                                 (e.g. --pm-arg=-o --pm-arg=Acquire::Retries=5)
     --events-dir DIR            bake, boot: write one provisioning event (JSON) per action and
                                 one for the run into DIR (under --root), as <epoch-ms>.json
@@ -70,9 +77,19 @@ BOOT DECISION ORDER, PER TOOL
     1. --enforce-package-install: skip to 3
     2. /opt/bin/<tool>-<version> matches the state record: rename it onto the target
     3. a cached package of exactly that version and arch: extract the binary to the target
-    4. else fetch that exact package with apt-get or dnf (download only), then 3
+    4. else fetch that exact package with apt-get, dnf or tdnf (download only, the root's
+       own repositories), then 3; --offline: fail instead
     5. else fail with the tool's exit code
+    A cluster version no entry serves, for a tool whose entries name exact versions
+    (kubelet, kubectl), is served in the same order with the package's upstream version
+    = the cluster version: 2. a versioned binary the record attributes to it, 3. the
+    newest cached revision of it for the node's arch, 4. the newest revision of it for the
+    node's arch in the repository (1.34.1 never takes 1.34.10; amd64 never an arm64-only
+    revision); the plan and the events carry a manifest_version_missing warning.
+    --require-manifest-version makes it a failure with the tool's exit code, as for a
+    tool whose entries are minor lines or constraints (credential provider, runc).
     Then the other versioned binaries and the package cache are removed.
+    Bake: an entry's package not in its cache is fetched the same way (--offline: exit 1).
 
 VERIFY
     Without --targets, verify checks /opt/bin/<tool>-<version> (the baked image) and ignores

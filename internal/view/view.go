@@ -64,6 +64,7 @@ type Action struct {
 	Path           string   `json:"path"`
 	CacheDir       string   `json:"cache_dir,omitempty"`
 	Manager        string   `json:"manager,omitempty"`
+	NewestOf       string   `json:"newest_revision_of,omitempty"`
 	Versioned      bool     `json:"versioned,omitempty"`
 	Depends        []string `json:"depends,omitempty"`
 	ExitCode       int      `json:"exit_code"`
@@ -73,7 +74,7 @@ type Action struct {
 func action(a plan.Action) Action {
 	return Action{Op: string(a.Op), Tool: a.Tool, Entry: a.Entry, Package: a.Package, PackageVersion: a.PackageVersion(), Arch: string(a.Arch),
 		PackageFile: a.PackageFile, Candidates: a.Candidates, From: a.From, Path: a.Path, CacheDir: a.CacheDir, Manager: a.Manager,
-		Versioned: a.Versioned, Depends: a.Depends, ExitCode: a.ExitCode, Reason: a.Reason}
+		NewestOf: a.NewestOf, Versioned: a.Versioned, Depends: a.Depends, ExitCode: a.ExitCode, Reason: a.Reason}
 }
 
 // Plan is the body of a plan.
