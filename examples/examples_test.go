@@ -113,15 +113,32 @@ func TestPRCheckPlansEveryDistroAndArch(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := script(t, map[string]string{"RECONCILE": reconcileBin}, "pr-check.sh", "../manifests/components.yaml")
-	r.must(t, 0, fmt.Sprintf("pr-check: all %d plans computed", 2*len(m.Distros())))
+	r.must(t, 0, fmt.Sprintf("pr-check: all %d plans computed: every served version boots", 2*len(m.Distros())))
 	for _, d := range m.Distros() {
 		for _, a := range platform.Arches {
-			r.must(t, 0, fmt.Sprintf("== ../manifests/components.yaml: %s %s\nbake plan for %s %s:", d, a, d, a))
+			r.must(t, 0, fmt.Sprintf("== ../manifests/components.yaml: %s %s\nboot plan for %s %s for Kubernetes ", d, a, d, a))
 		}
 	}
 	// In GitHub Actions each plan is a group.
 	r = script(t, map[string]string{"RECONCILE": reconcileBin, "GITHUB_ACTIONS": "true", "ARCHES": "arm64"}, "pr-check.sh", "../manifests/components.yaml")
 	r.must(t, 0, "::group::../manifests/components.yaml: ubuntu-24.04 arm64\n", "::endgroup::")
+}
+
+// TestPRCheckFailsOnAnUnservedLine: a valid manifest whose kubelet serves a
+// line the credential provider has no entry for fails the check with the
+// code that boot would exit with there.
+func TestPRCheckFailsOnAnUnservedLine(t *testing.T) {
+	gap := filepath.Join(t.TempDir(), "gap.yaml")
+	writeFile(t, gap, `components:
+  - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.36.3-ubuntu24.04u1"}
+  - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.37.1-ubuntu24.04u1"}
+  - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.36.3-ubuntu24.04u1"}
+  - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.37.1-ubuntu24.04u1"}
+  - {tool: azure-acr-credential-provider, distro: ubuntu-24.04, packageVersion: "1.36.5-ubuntu24.04u1", k8sVersion: "1.36"}
+`)
+	script(t, map[string]string{"RECONCILE": reconcileBin}, "pr-check.sh", gap).must(t, 1,
+		"problem: no azure-acr-credential-provider entry for ubuntu-24.04 amd64 serves Kubernetes 1.37.1",
+		"a boot on ubuntu-24.04 amd64 of a version it serves would exit 205", "pr-check: 2 of 2 plans failed")
 }
 
 func TestPRCheckFailsOnBrokenManifests(t *testing.T) {
@@ -191,9 +208,12 @@ func TestWorkflowRunsPRCheck(t *testing.T) {
 	if !contains(wf.On.PullRequest.Paths, "manifests/**") || !contains(wf.On.PullRequest.Paths, "examples/pr-check.sh") {
 		t.Errorf("pull_request paths %q: want manifests/** and examples/pr-check.sh", wf.On.PullRequest.Paths)
 	}
-	var build, check bool
+	var build, check, dnf bool
 	for _, job := range wf.Jobs {
 		for _, s := range job.Steps {
+			if strings.Contains(s.Run, "apt-get install") && strings.Contains(s.Run, " dnf") {
+				dnf = true
+			}
 			if strings.Contains(s.Run, "go build -trimpath -buildvcs=true -o \"$RUNNER_TEMP/reconcile\" ./cmd/reconcile") && s.Env["CGO_ENABLED"] == "0" {
 				build = true
 			}
@@ -202,8 +222,8 @@ func TestWorkflowRunsPRCheck(t *testing.T) {
 			}
 		}
 	}
-	if !build || !check {
-		t.Errorf("the workflow builds reconcile: %v; runs examples/pr-check.sh with it: %v", build, check)
+	if !build || !check || !dnf {
+		t.Errorf("the workflow builds reconcile: %v; runs examples/pr-check.sh with it: %v; installs dnf for the rpm distros' plans: %v", build, check, dnf)
 	}
 }
 
@@ -299,7 +319,10 @@ func TestPackerBakeThenBoot(t *testing.T) {
 		boot(map[string]string{}).must(t, 2, "KUBERNETES_VERSION is not set")
 	})
 	t.Run("version not in the manifest", func(t *testing.T) {
-		r := boot(map[string]string{"KUBERNETES_VERSION": "1.33.4"}).must(t, 121, "exit 121 (kubelet could not be put in place)", "1.33.4")
+		// kubelet and kubectl 1.33.4 would be fetched (their entries name
+		// exact versions), but no credential provider entry serves the 1.33
+		// line: its code, and nothing is put in place.
+		r := boot(map[string]string{"KUBERNETES_VERSION": "1.33.4"}).must(t, 205, "exit 205 (the ACR credential provider could not be put in place)", "1.33.4")
 		if exists(filepath.Join(root, "opt/bin/kubelet")) {
 			t.Errorf("a kubelet target appeared after a failed boot:\n%s", r.output)
 		}

@@ -368,13 +368,14 @@ func TestSIGTERMMidBake(t *testing.T) {
 // with problems exits the code the run would, never 0 or 5.
 func TestDryRunProblemsExitCode(t *testing.T) {
 	t.Parallel()
-	// The manifest's packages are not in the cache: bake has problems.
+	// The manifest's packages are not in the cache, and --offline: bake
+	// has problems.
 	_, manifest := oneKubelet(t, platform.AMD64, nil)
 	root := t.TempDir()
 	writeFile(t, filepath.Join(root, "etc/os-release"), []byte("ID=ubuntu\nVERSION_ID=\"24.04\"\n"), 0o644)
-	run(t, nil, "--dry-run", "--detailed-exitcode", "--mode=bake", "--root", root, "--arch", "amd64", manifest).must(t, 1)
+	run(t, nil, "--dry-run", "--detailed-exitcode", "--offline", "--mode=bake", "--root", root, "--arch", "amd64", manifest).must(t, 1)
 	countUntrusted("problems")
-	run(t, nil, "--dry-run", "--detailed-exitcode", "--mode=boot", "--k8s-version", "1.34.1", "--root", root, "--arch", "amd64", manifest).must(t, 121)
+	run(t, nil, "--dry-run", "--detailed-exitcode", "--offline", "--mode=boot", "--k8s-version", "1.34.1", "--root", root, "--arch", "amd64", manifest).must(t, 121)
 	countUntrusted("problems")
 }
 

@@ -6,14 +6,21 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/nodeimage/reconcile/internal/cli"
 )
 
 func main() {
+	// A soft limit keeps a bake of several xz packages at once near 32 MiB
+	// (the decoders' dictionaries are reused, the rest is short-lived);
+	// GOMEMLIMIT in the environment still decides when it is set.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(32 << 20)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := cli.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	code := cli.Run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }

@@ -35,13 +35,13 @@ type Options struct {
 	Root     *os.Root
 	Manager  pkgmgr.Manager // for Fetch; nil makes Fetch fail with a clear error
 	Logger   *slog.Logger
-	Parallel int // concurrent bake extractions; <1 means 1
+	Parallel int // concurrent bake extractions and fetches; <1 means 1
 	Limits   pkgfile.Limits
 	// Fetcher downloads artifacts for Download; nil makes Download fail
 	// with a clear error.
 	Fetcher *source.Fetcher
 	// Progress, when set, is told how many bytes each extraction wrote and
-	// how long it took.
+	// how long it took (for a Fetch, the download included).
 	Progress func(a plan.Action, written int64, took time.Duration)
 	// AfterAction, when set, runs after each action: the crash tests stop
 	// the process there.
@@ -65,8 +65,8 @@ func (e *ActionError) Error() string {
 }
 func (e *ActionError) Unwrap() error { return e.Err }
 
-// Apply runs the plan's actions in order; consecutive bake extractions run
-// in parallel, consecutive installs share one record write before their
+// Apply runs the plan's actions in order; consecutive bake extractions and
+// fetches run in parallel (the downloads one at a time), consecutive installs share one record write before their
 // renames and one after. It stops at the first failure of an ordered action
 // and returns what was done so far with an *ActionError (joined, for
 // parallel extractions).
@@ -116,17 +116,16 @@ func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) 
 	return results, nil
 }
 
-// grouped reports whether b joins a's group: bake extractions (run in
-// parallel), installs and removes (one record write for the group).
+// grouped reports whether b joins a's group: bake extractions and fetches
+// (run in parallel), installs and removes (one record write for the group).
 func grouped(a, b plan.Action) bool {
-	return a.Op == b.Op && (a.Versioned && b.Versioned || a.Op == plan.Install || a.Op == plan.Remove) ||
-		bakeWork(a) && bakeWork(b)
+	return bakeWork(a) && bakeWork(b) || a.Op == b.Op && (a.Op == plan.Install || a.Op == plan.Remove)
 }
 
-// bakeWork is what bake runs in parallel: extractions of versioned
-// binaries and the downloads they read.
+// bakeWork is what bake runs in parallel: the extractions and fetches of
+// versioned binaries, and the downloads they read.
 func bakeWork(a plan.Action) bool {
-	return a.Versioned && a.Op == plan.Extract || a.Op == plan.Download
+	return a.Versioned || a.Op == plan.Download
 }
 
 type run struct {
@@ -137,6 +136,10 @@ type run struct {
 	amu       sync.Mutex // guards downloads and verified
 	downloads map[string]*downloaded
 	verified  map[string]func() (string, error)
+	// fetching serialises the package manager's runs: apt and dnf lock
+	// their metadata, and a second concurrent refresh would fail on the
+	// lock. Extractions go on meanwhile.
+	fetching sync.Mutex
 }
 
 func (r *run) batch(ctx context.Context, actions []plan.Action) []plan.Result {
@@ -187,25 +190,46 @@ func (r *run) do(ctx context.Context, a plan.Action, res *plan.Result) error {
 		if a.Source != "" {
 			return r.extractArtifact(ctx, a, res)
 		}
-		return r.extract(ctx, a, a.PackageFile, res)
+		return r.extract(ctx, a, a.PackageFile, res, time.Now())
 	case plan.Download:
 		return r.download(ctx, a, res)
 	case plan.Fetch:
-		if r.o.Manager == nil {
-			return errors.New("no package manager on this host to fetch with")
-		}
-		rel, err := pkgmgr.Fetch(ctx, r.o.Manager, a.Package, a.Version, a.Arch, r.o.Root, a.CacheDir)
+		start := time.Now()
+		rel, err := r.fetch(ctx, &a)
 		if err != nil {
 			return err
 		}
-		return r.extract(ctx, a, "/"+rel, res)
+		// The result names the revision fetched, for a NewestOf.
+		res.Action = a
+		return r.extract(ctx, a, "/"+rel, res, start)
 	case plan.RemoveCache:
 		return r.removeCache(a.Path)
 	}
 	return fmt.Errorf("unknown action %q", a.Op)
 }
 
-func (r *run) extract(ctx context.Context, a plan.Action, pkgPath string, res *plan.Result) error {
+// fetch downloads a's package into its cache and returns its root-relative
+// path; for a NewestOf it first picks the newest revision offered, and sets
+// a.Version to it.
+func (r *run) fetch(ctx context.Context, a *plan.Action) (string, error) {
+	if r.o.Manager == nil {
+		return "", errors.New("no package manager on this host to fetch with")
+	}
+	r.fetching.Lock()
+	defer r.fetching.Unlock()
+	if a.NewestOf != "" {
+		v, err := pkgmgr.Newest(ctx, r.o.Manager, a.Package, a.NewestOf, a.Arch)
+		if err != nil {
+			return "", err
+		}
+		a.Version = v
+	}
+	return pkgmgr.Fetch(ctx, r.o.Manager, a.Package, a.Version, a.Arch, r.o.Root, a.CacheDir)
+}
+
+// extract puts the binary of the package at pkgPath in place; start is
+// when the action began, for Progress.
+func (r *run) extract(ctx context.Context, a plan.Action, pkgPath string, res *plan.Result, start time.Time) error {
 	pkg, err := observe.OpenPackage(r.o.Root, pkgPath, r.o.Limits)
 	if err != nil {
 		return err
@@ -219,7 +243,6 @@ func (r *run) extract(ctx context.Context, a plan.Action, pkgPath string, res *p
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	start := time.Now()
 	stage := stageName(a)
 	entry, written, err := pkg.ExtractTo(r.o.Root, stage, a.Candidates)
 	if err != nil {

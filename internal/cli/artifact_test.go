@@ -148,7 +148,7 @@ func files(t testing.TB, root string) []string {
 	return out
 }
 
-type jsonPlan struct {
+type artifactPlan struct {
 	Actions []struct {
 		Op, Path, Source, Ref, Digest string
 		ArtifactFile                  string `json:"artifact_file"`
@@ -157,10 +157,10 @@ type jsonPlan struct {
 	Report []struct{ Kind, Code, Message string }
 }
 
-func dryRun(t testing.TB, args ...string) jsonPlan {
+func dryRun(t testing.TB, args ...string) artifactPlan {
 	t.Helper()
 	r := run(t, nil, append([]string{"--dry-run", "--output", "json"}, args...)...).must(t, ExitOK)
-	var p jsonPlan
+	var p artifactPlan
 	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
 		t.Fatalf("plan JSON: %v\n%s", err, r.stdout)
 	}

@@ -45,6 +45,8 @@ type options struct {
 	keepCache        bool
 	verifyDigest     bool
 	requireDeps      bool
+	offline          bool
+	requireVersion   bool // --require-manifest-version
 	exec             bool
 	targets          bool // verify: the boot targets, not the versioned binaries
 	k8sVersionFlag   bool // --k8s-version was given (not only KUBERNETES_VERSION)
@@ -57,7 +59,6 @@ type options struct {
 	manifest         string
 	pmArgs           stringList
 	eventsDir        string
-	offline          bool
 	caFile           string
 	download         source.Options // the download knobs of the flags
 }
@@ -91,6 +92,8 @@ func parse(args []string, getenv func(string) string, stdout io.Writer) (*option
 	fs.BoolVar(&o.keepCache, "keep-cache", false, "boot: keep the package cache")
 	fs.BoolVar(&o.verifyDigest, "verify-digest", false, "compare full sha256 digests")
 	fs.BoolVar(&o.requireDeps, "require-deps", false, "boot: fail when the node lacks a dependency of a package")
+	fs.BoolVar(&o.offline, "offline", false, "bake, boot: fetch and download nothing; a package or artifact not in its cache is an error")
+	fs.BoolVar(&o.requireVersion, "require-manifest-version", false, "boot: refuse a cluster version no entry serves")
 	fs.BoolVar(&o.exec, "exec", false, "verify: run each binary's version command")
 	fs.BoolVar(&o.targets, "targets", false, "verify: check the boot targets for --k8s-version, not the versioned binaries")
 	fs.StringVar(&o.output, "output", "text", "text or json")
@@ -100,7 +103,6 @@ func parse(args []string, getenv func(string) string, stdout io.Writer) (*option
 	fs.BoolVar(&o.verbose, "verbose", false, "log every action to stderr")
 	fs.Var(&o.pmArgs, "pm-arg", "extra argument for apt-get or dnf (repeatable)")
 	fs.StringVar(&o.eventsDir, "events-dir", "", "write a provisioning event per action into this directory (under --root)")
-	fs.BoolVar(&o.offline, "offline", false, "bake, boot: fetch nothing; a package not in its cache is an error")
 	fs.StringVar(&o.caFile, "ca-file", "", "PEM certificates trusted for downloads besides the system's")
 	fs.DurationVar(&o.download.Timeout, "download-timeout", 30*time.Minute, "bound on each download, retries included")
 	fs.DurationVar(&o.download.IdleTimeout, "download-stall-timeout", 30*time.Second, "fail a download request when no byte arrives for this long")
@@ -161,7 +163,7 @@ func parse(args []string, getenv func(string) string, stdout io.Writer) (*option
 }
 
 // Run is the whole command; it returns the exit code.
-func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func Run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	o, err := parse(args, getenv, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "reconcile: %v\n", err)
@@ -183,7 +185,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	}
 	out := &usedWriter{Writer: stdout}
-	c := &command{o: o, log: logger, stdout: out, stderr: stderr, getenv: getenv}
+	c := &command{o: o, log: logger, stdin: stdin, stdout: out, stderr: stderr, getenv: getenv}
 	code, err := c.run(ctx)
 	if err != nil && ctx.Err() != nil {
 		code, err = ExitInterrupted, fmt.Errorf("interrupted (%v): %w", context.Cause(ctx), err)
@@ -212,6 +214,7 @@ func (u *usedWriter) Write(p []byte) (int, error) {
 
 type command struct {
 	o      *options
+	stdin  io.Reader // MANIFEST "-"
 	log    *slog.Logger
 	stdout io.Writer
 	stderr io.Writer
@@ -247,6 +250,9 @@ func (c *command) run(ctx context.Context) (int, error) {
 	}
 	if req.Mode == plan.Verify {
 		return c.verify(ctx, root, m, req)
+	}
+	if c.o.k8sVersion == allServed {
+		return c.planServed(ctx, root, m, req)
 	}
 	// A boot failure that is no one tool's (a lock it cannot open, a disk
 	// it cannot read) exits with the first tool's code: provisioning knows
@@ -356,8 +362,11 @@ func (c *command) emit(root *os.Root, p *plan.Plan, results []plan.Result, start
 }
 
 func (c *command) loadManifest() (*manifest.Manifest, error) {
-	if c.o.manifest == "" {
+	switch c.o.manifest {
+	case "":
 		return manifest.Parse(manifests.Name, manifests.Components)
+	case "-":
+		return manifest.Read("(standard input)", c.stdin)
 	}
 	return manifest.Load(c.o.manifest)
 }
@@ -370,6 +379,9 @@ func (c *command) request(root *os.Root, m *manifest.Manifest) (plan.Request, er
 		VerifyDigest:   c.o.verifyDigest,
 		RequireDeps:    c.o.requireDeps,
 		Offline:        c.o.offline,
+		// Either one makes boot strict: the manifest's setting is the
+		// image's policy, the flag a run's.
+		RequireManifestVersion: c.o.requireVersion || m.RequiresManifestVersion(),
 	}
 	var err error
 	if c.o.distro != "" {
@@ -386,10 +398,14 @@ func (c *command) request(root *os.Root, m *manifest.Manifest) (plan.Request, er
 	req.Arch = arch
 	if req.Distro.Known() {
 		fc := m.Fetch(req.Distro)
-		if m, err := pkgmgr.New(req.Distro.Format(), pkgmgr.Options{
+		m, err := pkgmgr.New(req.Distro.Format(), pkgmgr.Options{
 			Root: root.Name(), Logger: c.log, ExtraArgs: c.o.pmArgs,
 			Sources: fc.AptSources, TestingSources: fc.AptTestingSources, Repos: fc.DnfRepos,
-		}); err == nil {
+		})
+		if err != nil {
+			// Only a plan that needs a fetch fails for it, saying why.
+			req.NoManager = err.Error()
+		} else {
 			c.manager, req.Manager = m, m.Name()
 		}
 	}
@@ -402,6 +418,12 @@ func (c *command) request(root *os.Root, m *manifest.Manifest) (plan.Request, er
 	}
 	if req.Mode == plan.Verify && c.o.targets && c.o.k8sVersion == "" {
 		return req, badInput("verify --targets needs the cluster version: --k8s-version or KUBERNETES_VERSION")
+	}
+	if c.o.k8sVersion == allServed {
+		if !c.o.dryRun || req.Mode != plan.Boot {
+			return req, badInput("--k8s-version %s plans every served version: it goes with --dry-run --mode=boot", allServed)
+		}
+		return req, nil
 	}
 	if c.o.k8sVersion != "" && (req.Mode == plan.Boot || req.Mode == plan.Verify && c.o.targets) {
 		if req.K8sVersion, err = manifest.ParseK8sVersion(c.o.k8sVersion); err != nil {
@@ -424,7 +446,11 @@ func (c *command) applyOptions(root *os.Root, p *plan.Plan) (apply.Options, erro
 		var done atomic.Int64
 		total := len(p.Actions)
 		o.Progress = func(a plan.Action, n int64, took time.Duration) {
-			fmt.Fprintf(c.stderr, "[%d/%d] %s %s: %.1f MB in %s (%.0f MB/s)\n", done.Add(1), total, a.Tool, a.PackageVersion(),
+			verb := "extracted"
+			if a.Op == plan.Fetch {
+				verb = "fetched and extracted"
+			}
+			fmt.Fprintf(c.stderr, "[%d/%d] %s %s %s: %.1f MB in %s (%.0f MB/s)\n", done.Add(1), total, verb, a.Tool, a.PackageVersion(),
 				float64(n)/1e6, took.Round(time.Millisecond), float64(n)/1e6/max(took.Seconds(), 1e-3))
 		}
 	}
@@ -503,7 +529,8 @@ func (c *command) printResults(p *plan.Plan, results []plan.Result, applyErr err
 }
 
 func (c *command) verify(ctx context.Context, root *os.Root, m *manifest.Manifest, req plan.Request) (int, error) {
-	checks, err := verify.Run(ctx, root, m, req.Distro, req.Arch, verify.Options{Targets: c.o.targets, K8sVersion: req.K8sVersion, Exec: c.o.exec, HostArch: platform.Host()})
+	checks, err := verify.Run(ctx, root, m, req.Distro, req.Arch, verify.Options{Targets: c.o.targets, K8sVersion: req.K8sVersion, Exec: c.o.exec, HostArch: platform.Host(),
+		RequireManifestVersion: req.RequireManifestVersion})
 	if err != nil {
 		return ExitFailure, err
 	}

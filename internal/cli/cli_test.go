@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,8 +114,13 @@ type result struct {
 
 func run(t testing.TB, env map[string]string, args ...string) result {
 	t.Helper()
+	return runStdin(t, env, strings.NewReader(""), args...)
+}
+
+func runStdin(t testing.TB, env map[string]string, stdin io.Reader, args ...string) result {
+	t.Helper()
 	var out, errb bytes.Buffer
-	code := Run(context.Background(), args, func(k string) string { return env[k] }, &out, &errb)
+	code := Run(context.Background(), args, func(k string) string { return env[k] }, stdin, &out, &errb)
 	return result{code, out.String(), errb.String()}
 }
 
@@ -347,9 +353,10 @@ func TestBakeIgnoresLyingAndForeignPackages(t *testing.T) {
 	cache(t, root, "kubelet", pkg(t, platform.Deb, "kubelet", "1.34.1-ubuntu24.04u1", platform.AMD64), "kubelet_1.34.10-ubuntu24.04u1_amd64.deb")
 	cache(t, root, "kubelet", pkg(t, platform.Deb, "kubelet", "1.34.10-ubuntu24.04u1", platform.ARM64), "")
 	cache(t, root, "kubectl", pkg(t, platform.Deb, "kubectl", "1.34.10-ubuntu24.04u1", platform.AMD64), "")
-	r := run(t, nil, "--mode=bake", "--root", root, "--arch", "amd64", manifest).must(t, ExitFailure)
+	// --offline: bake would otherwise fetch the package the cache lacks.
+	r := run(t, nil, "--mode=bake", "--offline", "--root", root, "--arch", "amd64", manifest).must(t, ExitFailure)
 	for _, want := range []string{
-		"no package kubelet=1.34.10-ubuntu24.04u1 (amd64) in /opt/kubelet/downloads",
+		"no package kubelet=1.34.10-ubuntu24.04u1 (amd64) in /opt/kubelet/downloads, and --offline forbids fetching it",
 		"it holds kubelet=1.34.1-ubuntu24.04u1 (amd64)",
 		"it holds kubelet=1.34.10-ubuntu24.04u1 (arm64)",
 	} {
@@ -659,7 +666,7 @@ func TestFailedBootWritesAnErrorEvent(t *testing.T) {
 	root := newRoot(t, "ubuntu-24.04")
 	manifest := filepath.Join(t.TempDir(), "components.yaml")
 	writeFile(t, manifest, twoVersions)
-	r := run(t, nil, "--mode=boot", "--k8s-version", "1.99.0", "--events-dir", "/events", "--root", root, "--arch", "amd64", manifest).must(t, 121)
+	r := run(t, nil, "--mode=boot", "--require-manifest-version", "--k8s-version", "1.99.0", "--events-dir", "/events", "--root", root, "--arch", "amd64", manifest).must(t, 121)
 	if !strings.Contains(r.stderr, "no kubelet entry for ubuntu-24.04 amd64 serves Kubernetes 1.99.0; the manifest's entries serve 1.34.10, 1.35.7") {
 		t.Errorf("stderr:\n%s", r.stderr)
 	}

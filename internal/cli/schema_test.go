@@ -19,7 +19,7 @@ func schemas(t *testing.T) map[string]*jsonschema.Schema {
 	t.Helper()
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
-	kinds := map[string]string{"plan": "plan.schema.json", "applied": "applied.schema.json", "verify": "verify.schema.json", "error": "error.schema.json"}
+	kinds := map[string]string{"plan": "plan.schema.json", "applied": "applied.schema.json", "verify": "verify.schema.json", "error": "error.schema.json", "plans": "plans.schema.json"}
 	for _, file := range kinds {
 		f, err := os.Open(filepath.Join("../../schema", file))
 		if err != nil {
@@ -78,9 +78,11 @@ func TestOutputsMatchTheirSchemas(t *testing.T) {
 		}
 		seen[kind]++
 	}
-	// A plan with problems (no packages yet), and bake failing on it.
-	validate("dry-run with problems", run(t, nil, args("--dry-run")...).must(t, ExitOK))
-	validate("bake without packages", run(t, nil, args("--mode=bake")...).must(t, ExitFailure))
+	// A plan with problems (no packages yet, and --offline), and bake
+	// failing on it; a plan of fetches.
+	validate("dry-run with problems", run(t, nil, args("--dry-run", "--offline")...).must(t, ExitOK))
+	validate("bake without packages", run(t, nil, args("--mode=bake", "--offline")...).must(t, ExitFailure))
+	validate("bake dry-run with fetches", run(t, nil, args("--dry-run")...).must(t, ExitOK))
 	for _, tool := range []string{"kubelet", "kubectl"} {
 		cache(t, root, tool, pkg(t, platform.Deb, tool, "1.35.7-ubuntu24.04u1", platform.AMD64), "")
 	}
@@ -91,9 +93,12 @@ func TestOutputsMatchTheirSchemas(t *testing.T) {
 	validate("verify targets of an unserved version", run(t, nil, args("--mode=verify", "--k8s-version", "1.36.0")...).must(t, ExitVerify))
 	validate("boot dry-run", run(t, nil, args("--dry-run", "--mode=boot", "--k8s-version", "1.35.7")...).must(t, ExitOK))
 	validate("boot", run(t, nil, args("--mode=boot", "--k8s-version", "1.35.7")...).must(t, ExitOK))
-	validate("boot of an unserved version", run(t, nil, args("--mode=boot", "--k8s-version", "1.36.0")...).must(t, 121))
+	validate("boot plans of every served version", run(t, nil, args("--dry-run", "--mode=boot", "--k8s-version", "all")...).must(t, ExitOK))
+	validate("boot dry-run of an unlisted version", run(t, nil, args("--dry-run", "--mode=boot", "--k8s-version", "1.36.0")...).must(t, ExitOK))
+	validate("boot of an unlisted version, offline", run(t, nil, args("--mode=boot", "--offline", "--k8s-version", "1.36.0")...).must(t, 121))
+	validate("boot of an unserved version", run(t, nil, args("--mode=boot", "--require-manifest-version", "--k8s-version", "1.36.0")...).must(t, 121))
 	validate("a manifest that is not there", run(t, nil, "--output", "json", "--mode=bake", "--root", root, filepath.Join(root, "nope.yaml")).must(t, ExitBadInput))
-	for _, kind := range []string{"plan", "applied", "verify", "error"} {
+	for _, kind := range []string{"plan", "applied", "verify", "error", "plans"} {
 		if seen[kind] == 0 {
 			t.Errorf("no %s document was validated", kind)
 		}

@@ -13,6 +13,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/Masterminds/semver/v3"
 
@@ -122,16 +123,31 @@ func (m *Manifest) RequiresManifestVersion() bool { return m.RequireVersion }
 
 // Load reads and parses a manifest file.
 func Load(file string) (*Manifest, error) {
-	f, err := os.Open(file)
+	// O_NONBLOCK: a FIFO given as the manifest is refused at once instead
+	// of blocking the run; a pipe is read with "-" (standard input).
+	f, err := os.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, &Error{File: file, Problems: []Problem{{Code: CodeRead, Msg: err.Error()}}}
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
-	if err != nil {
-		return nil, &Error{File: file, Problems: []Problem{{Code: CodeRead, Msg: "reading: " + err.Error()}}}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		msg := "not a regular file: pass a pipe as - (standard input)"
+		if err != nil {
+			msg = err.Error()
+		}
+		return nil, &Error{File: file, Problems: []Problem{{Code: CodeRead, Msg: msg}}}
 	}
-	return Parse(file, data)
+	return Read(file, f)
+}
+
+// Read parses the manifest that r holds (standard input for "-"); name is
+// used in messages. At most MaxSize bytes are read.
+func Read(name string, r io.Reader) (*Manifest, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
+	if err != nil {
+		return nil, &Error{File: name, Problems: []Problem{{Code: CodeRead, Msg: "reading: " + err.Error()}}}
+	}
+	return Parse(name, data)
 }
 
 // Parse decodes and validates a manifest; name is used in messages. Every
@@ -288,7 +304,11 @@ func (m *Manifest) Tool(name string) Tool {
 
 func (c Component) arches() []string {
 	if len(c.Arches) == 0 {
-		return []string{string(platform.AMD64), string(platform.ARM64)}
+		out := make([]string, len(platform.Arches))
+		for i, a := range platform.Arches {
+			out[i] = string(a)
+		}
+		return out
 	}
 	return c.Arches
 }

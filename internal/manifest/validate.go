@@ -203,8 +203,8 @@ func (c *checker) components() {
 				c.add(CodeInvalid, at+".arches", "lists an item more than once")
 			}
 			for j, a := range comp.Arches {
-				if a != string(platform.AMD64) && a != string(platform.ARM64) {
-					c.add(CodeInvalid, at+".arches["+strconv.Itoa(j)+"]", "%q is not one of: amd64 arm64", a)
+				if !slices.Contains(platform.Arches, platform.Arch(a)) {
+					c.add(CodeInvalid, at+".arches["+strconv.Itoa(j)+"]", "%q is not one of: %s", a, platform.ArchList())
 				}
 			}
 		}

@@ -40,33 +40,6 @@ var fixturePackages = []fixturePackage{
 	{"1.34.11", 1, both},
 }
 
-// aptHostPaths are what apt-get and dpkg write with the default
-// configuration; the directories are compared with all they hold.
-func aptHostPaths() []string {
-	return []string{
-		"/etc/apt", "/etc/apt/sources.list.d",
-		"/var/lib/apt", "/var/lib/apt/lists", "/var/lib/apt/extended_states",
-		"/var/cache/apt", "/var/lib/dpkg", "/var/lib/dpkg/status", "/var/log/apt", "/var/log/dpkg.log",
-	}
-}
-
-// dnfHostPaths are what dnf and rpm write with the default configuration
-// (Debian's rpm keeps its database in ~/.rpmdb: its sqlite file, not the
-// -shm and -wal files any reader's open touches, rpmbuild's among them).
-// /var/tmp is not among them although rpmbuild uses it by default: other
-// processes write there too.
-func dnfHostPaths() []string {
-	paths := []string{
-		"/etc/dnf", "/etc/yum.repos.d", "/var/cache/dnf", "/var/cache/libdnf5",
-		"/var/lib/dnf", "/var/lib/rpm", "/var/log/dnf.log", "/var/log/dnf.librepo.log",
-		"/var/log/dnf.rpm.log", "/var/log/hawkey.log",
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		paths = append(paths, filepath.Join(home, ".rpmdb", "rpmdb.sqlite"))
-	}
-	return paths
-}
-
 // buildFixtures builds tiny kubelet packages of fixturePackages in format,
 // each with a postinst (%post) that touches marker, into dir.
 func buildFixtures(t *testing.T, format platform.Format, suffix, dir, marker string) []string {
@@ -116,7 +89,7 @@ func TestRealRepository(t *testing.T) {
 		{
 			format:    platform.Deb,
 			tools:     []string{"apt-get", "apt-cache", "dpkg-deb", "dpkg-scanpackages"},
-			hostPaths: aptHostPaths(),
+			hostPaths: pkgbuild.AptHostPaths(),
 			setup: func(t *testing.T, tmp, root string, pkgs []string) Options {
 				list, err := pkgbuild.AptRootRepo(filepath.Join(tmp, "repo"), root, "local.list", pkgs...)
 				if err != nil {
@@ -146,7 +119,7 @@ func TestRealRepository(t *testing.T) {
 		{
 			format:    platform.RPM,
 			tools:     []string{"dnf", "rpmbuild", "createrepo_c", "rpm"},
-			hostPaths: dnfHostPaths(),
+			hostPaths: pkgbuild.DnfHostPaths(),
 			suffix:    ".azl3",
 			setup: func(t *testing.T, tmp, root string, pkgs []string) Options {
 				if err := pkgbuild.DnfRootRepo(filepath.Join(tmp, "repo"), root, "local", pkgs...); err != nil {
@@ -178,7 +151,7 @@ func TestRealRepository(t *testing.T) {
 	} {
 		t.Run(string(tc.format), func(t *testing.T) {
 			pkgbuild.Require(t, tc.tools...)
-			host := snapshot(tc.hostPaths...)
+			host := pkgbuild.Snapshot(tc.hostPaths...)
 			tmp := t.TempDir()
 			// The private directories go here, so the test can see that
 			// none is left behind.
@@ -291,7 +264,7 @@ func TestRealRepository(t *testing.T) {
 			if left, _ := os.ReadDir(private); len(left) != 0 {
 				t.Errorf("private directories left behind: %v", left)
 			}
-			host.unchanged(t)
+			host.Unchanged(t)
 		})
 	}
 }

@@ -23,7 +23,9 @@ const (
 	// Install renames the versioned binary From onto the boot target Path.
 	Install Op = "install"
 	// Fetch downloads the package with the distro's package manager into
-	// CacheDir, then extracts it to Path.
+	// CacheDir, then extracts it to Path: exactly Version, or with NewestOf
+	// the newest revision of that upstream version the repositories offer
+	// for Arch, chosen at apply.
 	Fetch Op = "fetch"
 	// Remove deletes the file Path.
 	Remove Op = "remove"
@@ -51,7 +53,11 @@ type Action struct {
 	Path        string
 	CacheDir    string // Fetch, Extract
 	Manager     string // Fetch
-	// Versioned marks an Extract that writes a versioned binary (bake): apply
+	// NewestOf is the upstream version of a Fetch for a cluster version no
+	// entry names ("1.34.1"): Version is empty in the plan, and apply
+	// fetches the newest revision of it for Arch.
+	NewestOf string
+	// Versioned marks an Extract or Fetch that writes a versioned binary (bake): apply
 	// records it with the version read from the binary.
 	Versioned bool
 	// Depends are the package's dependencies, for the warnings of boot.
@@ -89,7 +95,7 @@ func (a Action) Task(mode Mode) string {
 
 // String is the action's one-line human form.
 func (a Action) String() string {
-	pv := fmt.Sprintf("%s=%s (%s)", a.Package, a.PackageVersion(), a.Arch)
+	pv := fmt.Sprintf("%s=%s (%s)", a.Package, a.version(), a.Arch)
 	switch {
 	case a.Op == Download:
 		return fmt.Sprintf("+ download %s %s@%s into %s", a.Source, a.Ref, a.Digest, a.CacheDir)

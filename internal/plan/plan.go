@@ -34,8 +34,14 @@ type Request struct {
 	KeepCache      bool            // boot: keep the package cache
 	VerifyDigest   bool            // compare full sha256 digests, not just size and mtime
 	RequireDeps    bool            // boot: a dependency the node lacks is a problem, not a warning
-	Manager        string          // the package manager's name, for Fetch actions
-	Offline        bool            // no fetch: a package not in its cache is a problem
+	Manager        string          // the package manager's name, for Fetch actions; "" for none
+	// NoManager says why there is no package manager (Manager is ""): a
+	// plan that needs a fetch has this problem instead.
+	NoManager string
+	Offline   bool // no fetch: a package not in its cache is a problem
+	// RequireManifestVersion makes a cluster version no entry serves a
+	// problem, as for a tool whose entries name no exact version.
+	RequireManifestVersion bool
 }
 
 // Plan is the list of actions that brings the disk to the manifest, and
@@ -77,8 +83,9 @@ const (
 	CodeRecordCorrupt      = "record_corrupt"           // warning: the record could not be read, planned as empty
 	CodeDependencyMissing  = "dependency_missing"       // warning, or error with RequireDeps
 	CodeDepsUnchecked      = "dependencies_unchecked"   // warning, or error with RequireDeps
-	CodePackageMissing     = "package_missing"          // error: bake has no package for an entry
-	CodeVersionMissing     = "manifest_version_missing" // error: no entry serves the cluster version
+	CodePackageMissing     = "package_missing"          // error: no package in the cache, and --offline
+	CodeNoPackageManager   = "no_package_manager"       // error: a package to fetch, and no package manager
+	CodeVersionMissing     = "manifest_version_missing" // warning: no entry serves the cluster version, served by the package rules; error when they cannot serve it or with RequireManifestVersion
 	CodeDepsCheckedAtFetch = "dependencies_not_checked_before_fetch"
 	CodeRecordEntryGone    = "record_entry_gone" // info: a recorded file is gone, forgotten
 )
@@ -195,15 +202,15 @@ func (p *Plan) bake(e manifest.Entry, st *state.State, req Request) {
 		p.fromArtifact(a, e, st, req, "versioned binary missing or not the recorded one")
 		return
 	}
+	a := base(e)
+	a.CacheDir, a.Candidates, a.Path, a.Versioned = e.CacheDir, e.BinaryPaths, e.Versioned, true
 	pkg, ok := cached(e, st)
 	if !ok {
-		p.add(report.Error, CodePackageMissing, e.CacheDir, &e, "%s: no package %s=%s (%s) in %s", e.ID(), e.Package, e.Version, e.Arch, e.CacheDir)
-		// At bake a failure is the run's, not the tool's.
-		p.Report[len(p.Report)-1].ExitCode = 1
+		a.Reason = "versioned binary missing, and no package of it in " + e.CacheDir
+		p.fetch(a, e, req, e.ID())
+		return
 	}
-	a := base(e)
-	a.Op, a.PackageFile, a.CacheDir, a.Candidates, a.Path = Extract, pkg.File, e.CacheDir, e.BinaryPaths, e.Versioned
-	a.Versioned = true
+	a.Op, a.PackageFile = Extract, pkg.File
 	a.Reason = "versioned binary missing or not the recorded one"
 	p.Actions = append(p.Actions, a)
 }
@@ -214,14 +221,11 @@ func (p *Plan) boot(entries []manifest.Entry, st *state.State, req Request) {
 	var cleanup []Action
 	for _, tool := range manifest.Tools(entries) {
 		e, ok := manifest.Resolve(entries, tool, req.K8sVersion)
-		if !ok {
-			ex := entries[slices.IndexFunc(entries, func(e manifest.Entry) bool { return e.Tool == tool })]
-			p.Report.Add(report.Item{Kind: report.Error, Code: CodeVersionMissing, Tool: tool, Entry: report.EntryIndex(-1), ExitCode: ex.ExitCode,
-				Message: fmt.Sprintf("no %s entry for %s %s serves Kubernetes %s; the manifest's entries serve %s",
-					tool, req.Distro, req.Arch, req.K8sVersion, strings.Join(manifest.Served(entries, tool), ", "))})
+		if ok {
+			p.bootTool(e, st, req)
+		} else if e, ok = p.bootUnlisted(entries, tool, st, req); !ok {
 			continue
 		}
-		p.bootTool(e, st, req)
 		for _, v := range st.Versioned[tool] {
 			// Validation keeps targets out of the versioned names; a plan
 			// never removes one all the same.
@@ -315,23 +319,21 @@ func (p *Plan) bootTool(e manifest.Entry, st *state.State, req Request) {
 		p.addAction(a, st, req)
 		return
 	}
-	if req.Offline {
-		p.add(report.Error, CodePackageMissing, e.CacheDir, &e, "%s: neither %s nor a package %s=%s (%s) in %s, and --offline forbids fetching it",
-			e.ID(), e.Versioned, e.Package, e.Version, e.Arch, e.CacheDir)
-		return
-	}
-	a.Op, a.CacheDir, a.Manager = Fetch, e.CacheDir, req.Manager
-	if req.RequireDeps {
-		p.add(report.Warning, CodeDepsCheckedAtFetch, e.Target, &e, "the dependencies of %s %s are not checked: it is fetched at boot, after planning", e.Package, e.Version)
-	}
 	a.Reason = fmt.Sprintf("neither %s nor a cached package in %s", e.Versioned, e.CacheDir)
-	p.Actions = append(p.Actions, a)
+	p.fetch(a, e, req, e.ID())
 }
 
 // intact reports whether path holds the binary e names, by the state
 // record's cheap identity (or the digest with VerifyDigest). When the file
 // exists but is not it, a note says so: what it holds is replaced.
 func (p *Plan) intact(e manifest.Entry, path string, st *state.State, req Request) bool {
+	return p.holds(e, path, st, req, func(rec state.Binary) bool { return rec.Of(e.Tool, e.Package, e.Version.String(), string(e.Arch)) },
+		state.Describe(e.Tool, e.Package, e.Version.String(), string(e.Arch)))
+}
+
+// holds is intact for what the record must say of the binary: of reports
+// whether a record entry is the wanted binary, which want describes.
+func (p *Plan) holds(e manifest.Entry, path string, st *state.State, req Request, of func(state.Binary) bool, want string) bool {
 	f, exists := st.Files[path]
 	if !exists {
 		return false
@@ -340,8 +342,8 @@ func (p *Plan) intact(e manifest.Entry, path string, st *state.State, req Reques
 	switch {
 	case !recorded:
 		p.add(report.Info, CodeNotInRecord, path, &e, "%s exists but is not in the state record: not trusted, replaced", path)
-	case !rec.Of(e.Tool, e.Package, e.Version.String(), string(e.Arch)):
-		p.add(report.Info, CodeRecordOther, path, &e, "%s is %s, not %s", path, rec.What(), state.Describe(e.Tool, e.Package, e.Version.String(), string(e.Arch)))
+	case !of(rec):
+		p.add(report.Info, CodeRecordOther, path, &e, "%s is %s, not %s", path, rec.What(), want)
 	case !sameArtifact(e, rec):
 		p.add(report.Info, CodeRecordOther, path, &e, "%s came out of %s@%s, not %s", path, rec.Source.Ref, rec.Source.Digest, describeArtifact(e))
 	case !rec.Matches(f):

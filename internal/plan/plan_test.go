@@ -35,6 +35,17 @@ components:
   - {tool: azure-acr-credential-provider, distro: ubuntu-24.04, packageVersion: "1.35.8-ubuntu24.04u1", k8sVersion: "1.35"}
 `
 
+// manyLines has runc and containerd entries that serve many Kubernetes
+// lines each, beside kubelet and kubectl entries of two minors.
+const manyLines = `components:
+  - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.34.10-ubuntu24.04u1"}
+  - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1"}
+  - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.34.10-ubuntu24.04u1"}
+  - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1"}
+  - {tool: runc, distro: ubuntu-24.04, packageVersion: "1.4.3-ubuntu24.04u2", k8sVersion: "*"}
+  - {tool: containerd, distro: ubuntu-24.04, packageVersion: "2.3.3-ubuntu24.04u2", k8sVersion: ">= 1.33, < 1.37"}
+`
+
 var (
 	ubuntu = platform.Distro{ID: "ubuntu", VersionID: "24.04"}
 	mtime  = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
@@ -89,19 +100,29 @@ func TestCompute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	lines, err := manifest.Parse("many-lines.yaml", []byte(manyLines))
+	if err != nil {
+		t.Fatal(err)
+	}
 	k8s := func(s string) *semver.Version { return semver.MustParse(s) }
 	boot := func(v string) plan.Request {
 		return plan.Request{Mode: plan.Boot, Distro: ubuntu, Arch: platform.AMD64, K8sVersion: k8s(v), Manager: "apt-get"}
 	}
-	bake := plan.Request{Mode: plan.Bake, Distro: ubuntu, Arch: platform.AMD64}
+	bake := plan.Request{Mode: plan.Bake, Distro: ubuntu, Arch: platform.AMD64, Manager: "apt-get"}
+	offline := func(r *plan.Request, _ *state.State) { r.Offline = true }
 	tests := []struct {
-		name  string
-		disk  *disk
-		req   plan.Request
-		edit  func(*plan.Request, *state.State)
-		empty bool // the plan must have no actions
+		name     string
+		manifest *manifest.Manifest // default: components
+		disk     *disk
+		req      plan.Request
+		edit     func(*plan.Request, *state.State)
+		empty    bool // the plan must have no actions
 	}{
-		{name: "bake-empty-disk", disk: newDisk(), req: bake},
+		{name: "bake-fetch", disk: newDisk().cached("kubectl", "1.35.7-ubuntu24.04u1", platform.AMD64, "e.deb"), req: bake},
+		{name: "bake-offline", disk: newDisk().cached("kubectl", "1.35.7-ubuntu24.04u1", platform.AMD64, "e.deb"), req: bake, edit: offline},
+		{name: "bake-no-package-manager", disk: newDisk(), req: bake, edit: func(r *plan.Request, _ *state.State) {
+			r.Manager, r.NoManager = "", "no package manager for rpm packages: neither dnf nor tdnf is in PATH (/usr/bin)"
+		}},
 		{name: "bake-from-cache", req: bake, disk: newDisk().
 			cached("kubelet", "1.34.10-ubuntu24.04u1", platform.AMD64, "a.deb").
 			cached("kubelet", "1.34.1-ubuntu24.04u1", platform.AMD64, "kubelet_1.34.10-ubuntu24.04u1_amd64.deb").
@@ -153,7 +174,39 @@ func TestCompute(t *testing.T) {
 				delete(st.Files, "/opt/bin/kubelet-1.35.7")
 				st.Versioned["kubelet"] = []string{"/opt/bin/kubelet-1.34.10"}
 			}},
-		{name: "boot-unserved-version", req: boot("1.36.0"), disk: bakedImage(), empty: true},
+		// No entry names 1.36.0: kubelet and kubectl are fetched, but the
+		// credential provider's entries are minor lines, and none is 1.36.
+		{name: "boot-unserved-version", req: boot("1.36.0"), disk: bakedImage()},
+		// 1.35.9: kubelet from the newest cached revision for amd64 (not the
+		// arm64 one, not 1.35.90), kubectl from its recorded versioned
+		// binary; the credential provider by its 1.35 line.
+		{name: "boot-unlisted-version-cached", req: boot("1.35.9"), disk: bakedImage().
+			cached("kubelet", "1.35.9-ubuntu24.04u1", platform.AMD64, "k1.deb").
+			cached("kubelet", "1.35.9-ubuntu24.04u2", platform.AMD64, "k2.deb").
+			cached("kubelet", "1.35.9-ubuntu24.04u3", platform.ARM64, "k3.deb").
+			cached("kubelet", "1.35.90-ubuntu24.04u9", platform.AMD64, "k4.deb").
+			baked("kubectl", "1.35.9-ubuntu24.04u5", "/opt/bin/kubectl-1.35.9")},
+		{name: "boot-unlisted-version-fetch", req: boot("1.35.9"), disk: bakedImage()},
+		// Enforced: kubectl's recorded versioned binary is passed over for
+		// the repository.
+		{name: "boot-unlisted-version-enforced", req: boot("1.35.9"), disk: bakedImage().
+			cached("kubelet", "1.35.9-ubuntu24.04u1", platform.AMD64, "k1.deb").
+			baked("kubectl", "1.35.9-ubuntu24.04u5", "/opt/bin/kubectl-1.35.9"),
+			edit: func(r *plan.Request, _ *state.State) { r.EnforcePackage = true }},
+		{name: "boot-unlisted-version-converged", req: boot("1.35.9"), empty: true, disk: newDisk().
+			baked("kubelet", "1.35.9-ubuntu24.04u2", "/opt/bin/kubelet").
+			baked("kubectl", "1.35.9-ubuntu24.04u5", "/opt/bin/kubectl").
+			baked("azure-acr-credential-provider", "1.35.8-ubuntu24.04u1", "/var/lib/kubelet/credential-provider/acr-credential-provider")},
+		{name: "boot-require-manifest-version", req: boot("1.35.9"), disk: bakedImage(),
+			edit: func(r *plan.Request, _ *state.State) { r.RequireManifestVersion = true }},
+		{name: "boot-offline", req: boot("1.35.9"), disk: newDisk(), edit: offline},
+		{name: "boot-constraint-1.34", manifest: lines, req: boot("1.34.10"), disk: newDisk().
+			cached("runc", "1.4.3-ubuntu24.04u2", platform.AMD64, "runc.deb").
+			cached("containerd", "2.3.3-ubuntu24.04u2", platform.AMD64, "containerd.deb")},
+		{name: "boot-constraint-1.35", manifest: lines, req: boot("1.35.7"), disk: newDisk().
+			cached("runc", "1.4.3-ubuntu24.04u2", platform.AMD64, "runc.deb").
+			cached("containerd", "2.3.3-ubuntu24.04u2", platform.AMD64, "containerd.deb")},
+		{name: "boot-constraint-outside", manifest: lines, req: boot("1.37.1"), disk: newDisk()},
 		{name: "other-distro", req: plan.Request{Mode: plan.Bake, Distro: platform.Distro{ID: "debian", VersionID: "12"}, Arch: platform.AMD64},
 			disk: newDisk(), empty: true},
 	}
@@ -163,7 +216,11 @@ func TestCompute(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(&req, tc.disk.st)
 			}
-			p, err := plan.Compute(m, tc.disk.st, req)
+			mf := m
+			if tc.manifest != nil {
+				mf = tc.manifest
+			}
+			p, err := plan.Compute(mf, tc.disk.st, req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -171,7 +228,7 @@ func TestCompute(t *testing.T) {
 				t.Errorf("%d actions, want empty=%v", len(p.Actions), tc.empty)
 			}
 			var text, js bytes.Buffer
-			if err := view.PlanText(&text, p, m.Distros()); err != nil {
+			if err := view.PlanText(&text, p, mf.Distros()); err != nil {
 				t.Fatal(err)
 			}
 			if err := view.PlanJSON(&js, p); err != nil {
@@ -217,7 +274,7 @@ func TestBootWithoutClusterVersion(t *testing.T) {
 
 func TestExitCodeIsTheFirstFailingTool(t *testing.T) {
 	m, _ := manifest.Parse("c.yaml", []byte(components))
-	p, err := plan.Compute(m, newDisk().st, plan.Request{Mode: plan.Boot, Distro: ubuntu, Arch: platform.AMD64, K8sVersion: semver.MustParse("1.30.0")})
+	p, err := plan.Compute(m, newDisk().st, plan.Request{Mode: plan.Boot, Distro: ubuntu, Arch: platform.AMD64, K8sVersion: semver.MustParse("1.30.0"), RequireManifestVersion: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -113,6 +113,15 @@ const (
 // Arches lists the architectures a manifest may name.
 var Arches = []Arch{AMD64, ARM64}
 
+// ArchList is Arches for messages: "amd64 arm64".
+func ArchList() string {
+	names := make([]string, len(Arches))
+	for i, a := range Arches {
+		names[i] = string(a)
+	}
+	return strings.Join(names, " ")
+}
+
 // Host is the architecture this binary runs on.
 func Host() Arch { return Arch(runtime.GOARCH) }
 

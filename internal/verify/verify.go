@@ -24,6 +24,7 @@ import (
 	"github.com/nodeimage/reconcile/internal/binver"
 	"github.com/nodeimage/reconcile/internal/manifest"
 	"github.com/nodeimage/reconcile/internal/observe"
+	"github.com/nodeimage/reconcile/internal/pkgversion"
 	"github.com/nodeimage/reconcile/internal/platform"
 	"github.com/nodeimage/reconcile/internal/report"
 	"github.com/nodeimage/reconcile/internal/rootfs"
@@ -33,7 +34,7 @@ import (
 // Check is the outcome for one binary.
 type Check struct {
 	Tool           string
-	Entry          int    // -1: no entry serves the cluster version
+	Entry          int    // -1: no entry serves the cluster version (checked as boot served it, or not at all)
 	PackageVersion string // "" with no entry
 	Path           string // "" with no entry
 	// Findings are the check's errors (the disk differs from the manifest).
@@ -72,6 +73,11 @@ type Options struct {
 	// is not run.
 	Exec     bool
 	HostArch platform.Arch
+	// RequireManifestVersion makes a cluster version no entry serves a
+	// failure, as boot does; else the target of a tool whose entries name
+	// exact versions is checked as the revision the record names of that
+	// upstream version (boot serves it so).
+	RequireManifestVersion bool
 }
 
 // Run checks every entry of the manifest for distro and arch.
@@ -94,6 +100,9 @@ func Run(ctx context.Context, root *os.Root, m *manifest.Manifest, d platform.Di
 	}
 	for _, tool := range manifest.Tools(entries) {
 		e, ok := manifest.Resolve(entries, tool, o.K8sVersion)
+		if !ok && !o.RequireManifestVersion {
+			e, ok = unlisted(entries, tool, o.K8sVersion, rec)
+		}
 		if !ok {
 			c := Check{Tool: tool, Entry: -1}
 			c.Findings.Add(report.Item{Kind: report.Error, Code: CodeVersionMissing, Tool: tool, Entry: report.EntryIndex(-1),
@@ -104,6 +113,24 @@ func Run(ctx context.Context, root *os.Root, m *manifest.Manifest, d platform.Di
 		checks = append(checks, check(ctx, root, rec, recErr, e, e.Target, o))
 	}
 	return checks, nil
+}
+
+// unlisted is the entry tool's target is checked against for a cluster
+// version no entry serves: the revision of that upstream version the record
+// names at the target (none when it names another, which check then says).
+func unlisted(entries []manifest.Entry, tool string, v *semver.Version, rec state.Record) (manifest.Entry, bool) {
+	e, ok := manifest.Unlisted(entries, tool, v)
+	if !ok {
+		return e, false
+	}
+	up := manifest.UpstreamOf(v)
+	e.Version = pkgversion.Version{Format: e.Distro.Format(), Upstream: up}
+	if b, recorded := rec.Files[e.Target]; recorded {
+		if pv, err := pkgversion.Parse(e.Distro.Format(), b.PackageVersion); err == nil && manifest.SameUpstream(pv, up) {
+			e.Version = pv
+		}
+	}
+	return e, true
 }
 
 func check(ctx context.Context, root *os.Root, rec state.Record, recErr error, e manifest.Entry, p string, o Options) Check {

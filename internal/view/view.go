@@ -64,6 +64,7 @@ type Action struct {
 	Path           string   `json:"path"`
 	CacheDir       string   `json:"cache_dir,omitempty"`
 	Manager        string   `json:"manager,omitempty"`
+	NewestOf       string   `json:"newest_revision_of,omitempty"`
 	Versioned      bool     `json:"versioned,omitempty"`
 	Depends        []string `json:"depends,omitempty"`
 	Source         string   `json:"source,omitempty"`
@@ -77,7 +78,7 @@ type Action struct {
 func action(a plan.Action) Action {
 	return Action{Op: string(a.Op), Tool: a.Tool, Entry: a.Entry, Package: a.Package, PackageVersion: a.PackageVersion(), Arch: string(a.Arch),
 		PackageFile: a.PackageFile, Candidates: a.Candidates, From: a.From, Path: a.Path, CacheDir: a.CacheDir, Manager: a.Manager,
-		Versioned: a.Versioned, Depends: a.Depends, Source: string(a.Source), Ref: a.Ref, Digest: a.Digest, ArtifactFile: a.ArtifactFile,
+		NewestOf: a.NewestOf, Versioned: a.Versioned, Depends: a.Depends, Source: string(a.Source), Ref: a.Ref, Digest: a.Digest, ArtifactFile: a.ArtifactFile,
 		ExitCode: a.ExitCode, Reason: a.Reason}
 }
 
