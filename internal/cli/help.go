@@ -73,6 +73,7 @@ EXIT CODES
 
 FILES (under --root)
     /opt/<tool>/downloads/*.deb|*.rpm   cached packages, matched by their own metadata
+    /opt/<tool>/downloads/sha256-*      cached tarballs and OCI artifacts, named by their pin
     /opt/bin/<tool>-<version>           versioned binaries (bake), mode 0755
     /opt/bin/<tool>                     boot target (credential provider:
                                         /var/lib/kubelet/credential-provider/acr-credential-provider)
