@@ -1,9 +1,11 @@
 # The reconcile steps of a node-image Packer build. Drop these provisioners
-# into the build block of an existing template, after the step that downloads
-# the packages into /opt/<tool>/downloads, before the image is captured.
-# Entries of the manifest that come from a tarball URL or an OCI artifact
-# (components.yaml here has both beside packages) need no download step:
-# bake fetches them, so the build VM must reach those hosts.
+# into the build block of an existing template, before the image is
+# captured. No download step is needed: bake fetches every package the cache
+# lacks with the image's own package manager (download only, no scripts) and
+# downloads every tarball or OCI artifact the manifest pins (components.yaml
+# here has both beside packages), so the build VM must reach the image's
+# repositories and those hosts. Packages a pipeline already put in
+# /opt/<tool>/downloads are used as they are.
 #
 #   packer build -var reconcile_binary=dist/reconcile-linux-amd64 .
 #
