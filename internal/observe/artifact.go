@@ -1,7 +1,6 @@
 package observe
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -24,12 +23,9 @@ func IsArtifactFile(e fs.DirEntry) bool {
 // OCI manifest for the name of its tarball. Contents are not hashed here:
 // apply verifies what it uses.
 func listArtifacts(st *state.State, root *os.Root, dir string) error {
-	entries, err := fs.ReadDir(root.FS(), rootfs.Rel(dir))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+	entries, err := readDir(root, dir)
 	if err != nil {
-		return fmt.Errorf("listing cache %s: %w", dir, err)
+		return err
 	}
 	var found []state.Artifact
 	for _, e := range entries {

@@ -134,14 +134,27 @@ func IsCacheFile(e fs.DirEntry) bool {
 		(strings.HasSuffix(name, ".deb") || strings.HasSuffix(name, ".rpm"))
 }
 
-// listTemps finds the temp files a killed run left in dir.
-func listTemps(st *state.State, root *os.Root, dir string) error {
+// readDir lists dir (absolute, under root); a dir that is not there lists
+// nothing (a nil slice, where an empty dir gives an empty one).
+func readDir(root *os.Root, dir string) ([]fs.DirEntry, error) {
 	entries, err := fs.ReadDir(root.FS(), rootfs.Rel(dir))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("listing %s: %w", dir, err)
+		return nil, fmt.Errorf("listing %s: %w", dir, err)
+	}
+	if entries == nil {
+		entries = []fs.DirEntry{}
+	}
+	return entries, nil
+}
+
+// listTemps finds the temp files a killed run left in dir.
+func listTemps(st *state.State, root *os.Root, dir string) error {
+	entries, err := readDir(root, dir)
+	if err != nil {
+		return err
 	}
 	for _, e := range entries {
 		if IsTemp(e) {
@@ -154,12 +167,9 @@ func listTemps(st *state.State, root *os.Root, dir string) error {
 // listBinDir attributes the versioned names in dir to their tools (see
 // state.VersionedTool).
 func listBinDir(st *state.State, root *os.Root, dir string, tools []string) error {
-	entries, err := fs.ReadDir(root.FS(), rootfs.Rel(dir))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+	entries, err := readDir(root, dir)
 	if err != nil {
-		return fmt.Errorf("listing %s: %w", dir, err)
+		return err
 	}
 	for _, e := range entries {
 		t, ok := state.VersionedTool(e.Name(), tools)
@@ -181,13 +191,13 @@ func listBinDir(st *state.State, root *os.Root, dir string, tools []string) erro
 
 // listCache lists the package files of dir, unopened.
 func listCache(st *state.State, root *os.Root, dir string) error {
-	entries, err := fs.ReadDir(root.FS(), rootfs.Rel(dir))
-	if errors.Is(err, fs.ErrNotExist) {
+	entries, err := readDir(root, dir)
+	if err != nil {
+		return err
+	}
+	if entries == nil {
 		st.Cache[dir] = nil
 		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("listing package cache %s: %w", dir, err)
 	}
 	pkgs := []state.Package{}
 	for _, e := range entries {
