@@ -365,6 +365,10 @@ func tdnfFake(versions []string) *fake {
 // tdnf is not packaged for this build machine: these tests check the
 // command lines it gets, with a fake runner.
 func TestTdnf(t *testing.T) {
+	// A PATH with tdnf and no dnf while New picks the manager; the real one
+	// after, for the rpm tools that build what the fake tdnf "downloads".
+	path := os.Getenv("PATH")
+	pkgbuild.Require(t, pkgbuild.Tools(platform.RPM)...)
 	t.Setenv("PATH", fakeTools(t, "tdnf"))
 	rootDir := t.TempDir()
 	f := tdnfFake([]string{"1.34.1-1.azl3", "1.34.1-2.azl3", "2:1.34.10-1.azl3"})
@@ -372,6 +376,7 @@ func TestTdnf(t *testing.T) {
 	if m.Name() != "tdnf" {
 		t.Fatalf("manager %s", m.Name())
 	}
+	t.Setenv("PATH", path)
 	vs, err := m.Versions(t.Context(), "kubelet", platform.ARM64)
 	if err != nil {
 		t.Fatal(err)
@@ -390,7 +395,6 @@ func TestTdnf(t *testing.T) {
 		}
 	}
 
-	pkgbuild.Require(t, pkgbuild.Tools(platform.RPM)...)
 	root := testRoot(t)
 	rel, err := Fetch(t.Context(), m, "kubelet", pkgversion.MustParse(platform.RPM, "1.34.1-2.azl3"), platform.AMD64, root, cacheDir)
 	if err != nil {
