@@ -91,7 +91,12 @@ func oneKubelet(t testing.TB, arch platform.Arch, bin []byte) (root, manifest st
 	}
 	var b strings.Builder
 	b.WriteString("components:\n")
-	for tool, content := range map[string][]byte{"kubelet": bin, "kubectl": kubectl} {
+	// In this order: the first tool's code is the one a failing boot exits with.
+	for _, tc := range []struct {
+		tool    string
+		content []byte
+	}{{"kubelet", bin}, {"kubectl", kubectl}} {
+		tool, content := tc.tool, tc.content
 		deb, err := pkgbuild.Deb(t.TempDir(), pkgbuild.Spec{Name: tool, Version: "1.35.7-ubuntu24.04u1", Arch: arch,
 			Files: map[string][]byte{"usr/bin/" + tool: content}})
 		if err != nil {
