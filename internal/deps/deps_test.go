@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nodeimage/reconcile/internal/pkgbuild"
@@ -141,4 +142,22 @@ func TestRPMRichDependency(t *testing.T) {
 	if res.Missing[dep] {
 		t.Errorf("%s reported missing though iptables is installed", dep)
 	}
+}
+
+// FuzzParseStatus: dpkg's status file is the image's, untrusted; parsing
+// it never panics, and every package it says is installed is named.
+func FuzzParseStatus(f *testing.F) {
+	f.Add("Package: libc6\nStatus: install ok installed\nProvides: libc6-dev (= 2.36), libc-dev\n\nPackage: conntrack\nStatus: deinstall ok config-files\n")
+	f.Add("Package: a\nStatus: install ok installed\n Description continued: x\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseStatus(strings.NewReader(s))
+		if err != nil {
+			return
+		}
+		for name := range got {
+			if name == "" {
+				t.Fatalf("parseStatus(%q) names an empty package", s)
+			}
+		}
+	})
 }

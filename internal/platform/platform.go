@@ -71,10 +71,14 @@ func ParseDistro(s string) (Distro, error) {
 	return Distro{ID: id, VersionID: ver}, nil
 }
 
+// maxOSRelease bounds what is read of os-release: a real one is a few
+// hundred bytes, and an image's file is not trusted to end.
+const maxOSRelease = 64 << 10
+
 // ReadOSRelease parses os-release(5) and returns the distro it names.
 func ReadOSRelease(r io.Reader) (Distro, error) {
 	vals := map[string]string{}
-	sc := bufio.NewScanner(r)
+	sc := bufio.NewScanner(io.LimitReader(r, maxOSRelease))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {

@@ -69,3 +69,17 @@ func TestArchSpellings(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReadOSRelease: an image's os-release is untrusted; whatever it holds
+// gives a distro with an ID and a VERSION_ID, or an error, never a panic.
+func FuzzReadOSRelease(f *testing.F) {
+	f.Add("ID=ubuntu\nVERSION_ID=\"24.04\"\n")
+	f.Add("NAME=\"Microsoft Azure Linux\"\nVERSION_ID=\"3.0\"\nID=azurelinux\n# comment\n")
+	f.Add("ID='rhel'\nVERSION_ID=9.4\nID_LIKE=\"fedora\"\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ReadOSRelease(strings.NewReader(s))
+		if err == nil && (d.ID == "" || d.VersionID == "") {
+			t.Fatalf("ReadOSRelease(%q) = %+v without an error", s, d)
+		}
+	})
+}
