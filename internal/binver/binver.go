@@ -38,6 +38,9 @@ type Info struct {
 	// could be read.
 	Version string
 	From    string // FromBuildInfo or FromData, "" with no Version
+	// Interp is the dynamic loader a dynamically linked binary names
+	// ("/lib64/ld-linux-x86-64.so.2"), "" for a static one.
+	Interp string
 }
 
 // machines maps the architectures a manifest may name to their ELF machine.
@@ -62,7 +65,7 @@ func Read(r io.ReaderAt, want *pkgversion.Version) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("%w: %v", ErrNotELF, err)
 	}
-	info := Info{Machine: f.Machine}
+	info := Info{Machine: f.Machine, Interp: interp(f)}
 	for a, m := range machines {
 		if m == f.Machine {
 			info.Arch = a
@@ -80,6 +83,25 @@ func Read(r io.ReaderAt, want *pkgversion.Version) (Info, error) {
 		}
 	}
 	return info, nil
+}
+
+// maxInterp bounds the PT_INTERP segment read: a path, never more.
+const maxInterp = 4096
+
+// interp is the path in the binary's PT_INTERP segment, "" when it has none
+// or it is not a plausible path.
+func interp(f *elf.File) string {
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_INTERP || p.Filesz == 0 || p.Filesz > maxInterp {
+			continue
+		}
+		b := make([]byte, p.Filesz)
+		if _, err := p.ReadAt(b, 0); err != nil {
+			return ""
+		}
+		return strings.TrimRight(string(b), "\x00")
+	}
+	return ""
 }
 
 // CheckArch refuses a binary whose machine is not arch's.

@@ -3,6 +3,8 @@ package binver_test
 import (
 	"bytes"
 	"debug/elf"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/nodeimage/reconcile/internal/binver"
@@ -105,5 +107,37 @@ func TestEveryArchHasAMachine(t *testing.T) {
 		if _, ok := binver.Machine(a); !ok {
 			t.Errorf("no ELF machine for %s", a)
 		}
+	}
+}
+
+// TestReadInterp: a dynamically linked binary names its loader (the host's
+// own /bin/true, as a C tool is built), a static Go one names none.
+func TestReadInterp(t *testing.T) {
+	f, err := os.Open("/bin/true")
+	if err != nil {
+		t.Skip("no /bin/true on this host")
+	}
+	defer f.Close()
+	want := ""
+	if ef, err := elf.NewFile(f); err == nil {
+		for _, p := range ef.Progs {
+			if p.Type == elf.PT_INTERP {
+				want = "dynamic"
+			}
+		}
+	}
+	info, err := binver.Read(f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want == "dynamic" && !strings.HasPrefix(info.Interp, "/") {
+		t.Errorf("/bin/true: Interp = %q, want its loader's path", info.Interp)
+	}
+	static, err := binver.Read(bytes.NewReader(build(t, platform.Host(), "1.34.10")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if static.Interp != "" {
+		t.Errorf("a static Go binary: Interp = %q", static.Interp)
 	}
 }

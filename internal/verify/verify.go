@@ -209,6 +209,23 @@ func checkELF(root *os.Root, p string, arch platform.Arch) (code string, err err
 	return CodeELFMachine, info.CheckArch(arch)
 }
 
+// missingInterp is the ELF loader bin names when the root lacks it, else "".
+func missingInterp(root *os.Root, bin string) string {
+	f, err := rootfs.OpenRegular(root, rootfs.Rel(bin))
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	info, err := binver.Read(f, nil)
+	if err != nil || info.Interp == "" {
+		return ""
+	}
+	if _, err := root.Stat(rootfs.Rel(info.Interp)); err == nil {
+		return ""
+	}
+	return info.Interp
+}
+
 // maxOutput bounds what a version command may print into memory.
 const maxOutput = 64 << 10
 
@@ -237,6 +254,13 @@ func run(ctx context.Context, root *os.Root, bin string, args []string) (string,
 	out := &limitedBuffer{max: maxOutput}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
+		// A dynamically linked binary whose loader the root lacks fails
+		// to start with ENOENT, as if the binary itself were missing.
+		if errors.Is(err, fs.ErrNotExist) && attr.Chroot != "" {
+			if loader := missingInterp(root, bin); loader != "" {
+				return "", fmt.Errorf("it is dynamically linked and its loader %s is not in the root: it runs only where its libc is", loader)
+			}
+		}
 		return "", err
 	}
 	err := cmd.Wait()
