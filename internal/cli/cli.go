@@ -244,7 +244,7 @@ func (c *command) run(ctx context.Context) (int, error) {
 	if err != nil {
 		return ExitBadInput, err
 	}
-	if len(m.Entries(req.Distro, req.Arch)) == 0 && !c.o.dryRun {
+	if !m.HasEntries(req.Distro, req.Arch) && !c.o.dryRun {
 		return ExitBadInput, badInput("the manifest %s has no entries for %s %s (it lists %s)",
 			m.File(), req.Distro, req.Arch, strings.Join(m.Distros(), ", "))
 	}

@@ -39,8 +39,12 @@ type Manifest struct {
 	// RequireVersion makes boot refuse a cluster version no entry names.
 	RequireVersion bool `json:"requireManifestVersion,omitempty"`
 
-	file    string
-	entries map[target][]Entry
+	file string
+	// all holds the resolved entries in manifest order, entries the
+	// positions in all of each distro and arch's: one slice sized up front,
+	// where a slice per target grew by copying every entry again.
+	all     []Entry
+	entries map[target][]int
 }
 
 type target struct {
@@ -246,7 +250,21 @@ func (e Entry) Artifact() string {
 // Entries is the components for a distro and architecture, in manifest
 // order, as Parse resolved them.
 func (m *Manifest) Entries(d platform.Distro, arch platform.Arch) []Entry {
-	return slices.Clone(m.entries[target{d, arch}])
+	idx, ok := m.entries[target{d, arch}]
+	if !ok {
+		return nil
+	}
+	out := make([]Entry, len(idx))
+	for i, j := range idx {
+		out[i] = m.all[j]
+	}
+	return out
+}
+
+// HasEntries reports whether the manifest has components for a distro and
+// architecture, without copying them as Entries does.
+func (m *Manifest) HasEntries(d platform.Distro, arch platform.Arch) bool {
+	return len(m.entries[target{d, arch}]) > 0
 }
 
 // Distros lists the distros the manifest names, sorted.

@@ -470,7 +470,12 @@ func (c *checker) entries(broken map[int]bool) {
 	sets := map[string]map[string]map[string][]string{} // distro → arch → kubelet/kubectl → served
 	unsure := map[string]bool{}                         // distros with a broken kubelet or kubectl
 	tools := map[string]Tool{}
-	m.entries = map[target][]Entry{}
+	n := 0
+	for _, comp := range m.Components {
+		n += len(comp.arches())
+	}
+	m.all = make([]Entry, 0, n)
+	m.entries = map[target][]int{}
 	for i, comp := range m.Components {
 		if broken[i] {
 			unsure[comp.Distro] = true
@@ -490,7 +495,9 @@ func (c *checker) entries(broken map[int]bool) {
 		}
 		for _, a := range comp.arches() {
 			e := comp.forArch(base, platform.Arch(a))
-			m.entries[target{e.Distro, e.Arch}] = append(m.entries[target{e.Distro, e.Arch}], e)
+			t := target{e.Distro, e.Arch}
+			m.entries[t] = append(m.entries[t], len(m.all))
+			m.all = append(m.all, e)
 			g := group{comp.Tool, comp.Distro, a}
 			gid, ok := groups[g]
 			if !ok {
