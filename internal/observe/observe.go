@@ -33,7 +33,20 @@ func Observe(ctx context.Context, root *os.Root, q state.Query) (*state.State, e
 	if err != nil {
 		return nil, err
 	}
+	// A directory that is not there holds none of its paths: one stat of
+	// it, not one per path (a dry-run on an empty root has a thousand).
+	absent := map[string]bool{}
 	for _, p := range q.Paths {
+		dir := path.Dir(p)
+		gone, known := absent[dir]
+		if !known {
+			_, err := root.Stat(rootfs.Rel(dir))
+			gone = errors.Is(err, fs.ErrNotExist)
+			absent[dir] = gone
+		}
+		if gone {
+			continue
+		}
 		f, err := stat(root, p, q.Hash)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue

@@ -38,7 +38,9 @@ func PlanText(w io.Writer, p *plan.Plan, manifestDistros []string) error {
 	if len(p.Actions) > 0 {
 		fmt.Fprintf(&b, "%s plan for %s:\n", p.Mode, target)
 		for _, a := range p.Actions {
-			fmt.Fprintf(&b, "  %s\n", a)
+			b.WriteString("  ")
+			b.WriteString(a.String())
+			b.WriteByte('\n')
 		}
 	}
 	writeItems(&b, p.Report, report.Info, report.Warning, report.Error)
