@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"os"
 	"path"
@@ -259,6 +260,18 @@ func (m *Manifest) Entries(d platform.Distro, arch platform.Arch) []Entry {
 		out[i] = m.all[j]
 	}
 	return out
+}
+
+// AllEntries yields what Entries lists, without copying the list first:
+// for a caller that only reads each entry once.
+func (m *Manifest) AllEntries(d platform.Distro, arch platform.Arch) iter.Seq[Entry] {
+	return func(yield func(Entry) bool) {
+		for _, j := range m.entries[target{d, arch}] {
+			if !yield(m.all[j]) {
+				return
+			}
+		}
+	}
 }
 
 // HasEntries reports whether the manifest has components for a distro and

@@ -149,7 +149,7 @@ func Query(m *manifest.Manifest, req Request) state.Query {
 	if req.Mode == Boot {
 		q.DepsOf = req.Distro.Format()
 	}
-	for _, e := range m.Entries(req.Distro, req.Arch) {
+	for e := range m.AllEntries(req.Distro, req.Arch) {
 		once(tools, &q.Tools, e.Tool)
 		once(paths, &q.Paths, e.Versioned)
 		once(paths, &q.Paths, e.Target)

@@ -37,6 +37,7 @@ func PlanText(w io.Writer, p *plan.Plan, manifestDistros []string) error {
 	}
 	if len(p.Actions) > 0 {
 		fmt.Fprintf(&b, "%s plan for %s:\n", p.Mode, target)
+		b.Grow(len(p.Actions) * 128) // a line is about that long: no regrowth
 		for _, a := range p.Actions {
 			b.WriteString("  ")
 			b.WriteString(a.String())
