@@ -258,8 +258,11 @@ func (c *command) run(ctx context.Context) (int, error) {
 	// it cannot read) exits with the first tool's code: provisioning knows
 	// only those.
 	runFailure := ExitFailure
-	if entries := m.Entries(req.Distro, req.Arch); req.Mode == plan.Boot && len(entries) > 0 {
-		runFailure = entries[0].ExitCode
+	if req.Mode == plan.Boot {
+		for e := range m.AllEntries(req.Distro, req.Arch) {
+			runFailure = e.ExitCode
+			break
+		}
 	}
 	if !c.o.dryRun {
 		unlock, err := observe.Lock(ctx, root, c.o.lockTimeout)
