@@ -66,10 +66,11 @@ func (e *ActionError) Error() string {
 func (e *ActionError) Unwrap() error { return e.Err }
 
 // Apply runs the plan's actions in order; consecutive bake extractions and
-// fetches run in parallel (the downloads one at a time), consecutive installs share one record write before their
-// renames and one after, consecutive cache removals unlink at once. It stops at the first failure of an ordered action
-// and returns what was done so far with an *ActionError (joined, for
-// parallel extractions).
+// fetches run in parallel (the downloads one at a time), consecutive
+// installs share one record write before their renames and one after, and
+// consecutive cache removals unlink at once. It stops at the first failure
+// of an ordered action and returns what was done so far with an
+// *ActionError (joined, for parallel extractions and cache removals).
 func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) {
 	if err := p.Err(); err != nil {
 		return nil, err
