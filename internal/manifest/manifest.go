@@ -395,7 +395,7 @@ func (m *Manifest) entry(i int, tools map[string]Tool) (Entry, error) {
 		e.Path = strings.TrimPrefix(c.Path, "./")
 		e.BinaryPaths = []string{e.Path}
 	}
-	e.serve = serving{kind: exact, v: up, text: up.String()}
+	e.serve = exactServing(up)
 	if c.K8sVersion != "" {
 		if e.serve, err = parseServing(c.K8sVersion); err != nil {
 			return Entry{}, fieldErr("k8sVersion", err)
