@@ -224,6 +224,10 @@ func (p *Plan) bake(e manifest.Entry, st *state.State, req Request) {
 // the other versions and the caches once every tool is in place.
 func (p *Plan) boot(entries []manifest.Entry, st *state.State, req Request) {
 	var cleanup []Action
+	targets := map[string]bool{} // looked up per versioned file of every tool
+	for _, e := range entries {
+		targets[e.Target] = true
+	}
 	for _, tool := range manifest.Tools(entries) {
 		e, ok := manifest.Resolve(entries, tool, req.K8sVersion)
 		if ok {
@@ -234,7 +238,7 @@ func (p *Plan) boot(entries []manifest.Entry, st *state.State, req Request) {
 		for _, v := range st.Versioned[tool] {
 			// Validation keeps targets out of the versioned names; a plan
 			// never removes one all the same.
-			if p.installs(v) || slices.ContainsFunc(entries, func(o manifest.Entry) bool { return o.Target == v }) {
+			if p.installs(v) || targets[v] {
 				continue
 			}
 			// Only what reconcile wrote is removed: a kubectl plugin, a
