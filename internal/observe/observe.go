@@ -151,7 +151,9 @@ func statQueried(root *os.Root, dirs map[string]queriedDir, p string, hash bool)
 	switch {
 	case d.absent:
 		return state.File{}, fs.ErrNotExist
-	case d.root == nil:
+	case d.root == nil || hash:
+		// Hashing reads the whole file: its error names the path from
+		// the root, and one walk more is nothing beside it.
 		return stat(root, rootfs.Rel(p), hash)
 	}
 	f, err := stat(d.root, path.Base(p), hash)
