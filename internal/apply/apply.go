@@ -66,10 +66,11 @@ func (e *ActionError) Error() string {
 func (e *ActionError) Unwrap() error { return e.Err }
 
 // Apply runs the plan's actions in order; consecutive bake extractions and
-// fetches run in parallel (the downloads one at a time), consecutive installs share one record write before their
-// renames and one after. It stops at the first failure of an ordered action
-// and returns what was done so far with an *ActionError (joined, for
-// parallel extractions).
+// fetches run in parallel (the downloads one at a time), consecutive
+// installs share one record write before their renames and one after, and
+// consecutive cache removals unlink at once. It stops at the first failure
+// of an ordered action and returns what was done so far with an
+// *ActionError (joined, for parallel extractions and cache removals).
 func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) {
 	if err := p.Err(); err != nil {
 		return nil, err
@@ -98,6 +99,8 @@ func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) 
 			batch = r.installs(ctx, p.Actions[i:j])
 		case plan.Remove:
 			batch = r.removes(ctx, p.Actions[i:j])
+		case plan.RemoveCache:
+			batch = r.removeCaches(ctx, p.Actions[i:j])
 		default:
 			batch = r.batch(ctx, p.Actions[i:j])
 		}
@@ -117,9 +120,10 @@ func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) 
 }
 
 // grouped reports whether b joins a's group: bake extractions and fetches
-// (run in parallel), installs and removes (one record write for the group).
+// (run in parallel), installs and removes (one record write for the group),
+// cache removals (their unlinks overlap).
 func grouped(a, b plan.Action) bool {
-	return bakeWork(a) && bakeWork(b) || a.Op == b.Op && (a.Op == plan.Install || a.Op == plan.Remove)
+	return bakeWork(a) && bakeWork(b) || a.Op == b.Op && (a.Op == plan.Install || a.Op == plan.Remove || a.Op == plan.RemoveCache)
 }
 
 // bakeWork is what bake runs in parallel: the extractions and fetches of
@@ -202,8 +206,6 @@ func (r *run) do(ctx context.Context, a plan.Action, res *plan.Result) error {
 		// The result names the revision fetched, for a NewestOf.
 		res.Action = a
 		return r.extract(ctx, a, "/"+rel, res, start)
-	case plan.RemoveCache:
-		return r.removeCache(a.Path)
 	}
 	return fmt.Errorf("unknown action %q", a.Op)
 }
@@ -338,11 +340,40 @@ func readBinary(root *os.Root, name string, want *pkgversion.Version) (binver.In
 	return binver.Read(f, want)
 }
 
-// removeCache deletes the packages in a cache dir, and the dir once empty.
-// Never a recursive delete: a manifest's cacheDir of /opt by mistake must
-// not take /opt/bin with it.
-func (r *run) removeCache(dir string) error {
-	rel := rootfs.Rel(dir)
+// removeCaches deletes the packages in a group of cache dirs, and each dir
+// once empty. Never a recursive delete: a manifest's cacheDir of /opt by
+// mistake must not take /opt/bin with it. The dirs' packages are unlinked
+// at once (most of a boot's time: the file system frees each package's
+// blocks), a failure stopping none of the others; each dir's own removal
+// and its parent's fsync wait for those of the dirs before it, so nested
+// caches end as the plan's order leaves them.
+func (r *run) removeCaches(ctx context.Context, actions []plan.Action) []plan.Result {
+	out := make([]plan.Result, len(actions))
+	turn := make(chan struct{})
+	close(turn)
+	var wg sync.WaitGroup
+	for i, a := range actions {
+		mine, done := turn, make(chan struct{})
+		turn = done
+		wg.Go(func() {
+			defer close(done)
+			out[i] = r.one(ctx, a, func(context.Context, plan.Action, *plan.Result) error {
+				err := r.removePackages(rootfs.Rel(a.Path))
+				<-mine
+				if err != nil {
+					return err
+				}
+				return r.removeCacheDir(a.Path)
+			})
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// removePackages deletes the package files (and temp and artifact files)
+// of the cache dir rel.
+func (r *run) removePackages(rel string) error {
 	entries, err := fs.ReadDir(r.o.Root.FS(), rel)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -358,6 +389,12 @@ func (r *run) removeCache(dir string) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// removeCacheDir removes the cache dir when empty, and fsyncs its parent.
+func (r *run) removeCacheDir(dir string) error {
+	rel := rootfs.Rel(dir)
 	if err := r.o.Root.Remove(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		// Files that are not packages stay, and so does the dir.
 		var pe *fs.PathError
@@ -395,13 +432,24 @@ func (r *run) installs(ctx context.Context, actions []plan.Action) []plan.Result
 		return []plan.Result{{Action: actions[0], Start: time.Now(), Err: err}}
 	}
 	failed := -1
+	renames := &rootfs.Renames{Root: r.o.Root}
 	for i, a := range actions {
-		res := r.one(ctx, a, r.install)
+		res := r.one(ctx, a, func(context.Context, plan.Action, *plan.Result) error { return r.install(renames, a) })
 		out = append(out, res)
 		if res.Err != nil {
 			failed = i
 			break
 		}
+	}
+	// One fsync per directory for all the renames (they share /opt/bin),
+	// before the record forgets any versioned name: until it returns a
+	// power loss may undo a rename, which the record written before them
+	// covers. Should it fail, that record stays.
+	if err := renames.Sync(); err != nil {
+		if failed < 0 {
+			out[len(out)-1].Err = err
+		}
+		return out
 	}
 	if failed >= 0 {
 		// The targets that did not change: neither may their records.
@@ -427,15 +475,16 @@ func (r *run) installs(ctx context.Context, actions []plan.Action) []plan.Result
 	return out
 }
 
-// install renames one versioned binary onto its target; r.mu is held.
-func (r *run) install(_ context.Context, a plan.Action, _ *plan.Result) error {
+// install renames one versioned binary onto its target through renames,
+// whose Sync makes it durable; r.mu is held.
+func (r *run) install(renames *rootfs.Renames, a plan.Action) error {
 	if err := rootfs.SetOwnerMode(r.o.Root, rootfs.Rel(a.From), 0o755); err != nil {
 		return err
 	}
 	if err := r.o.Root.MkdirAll(rootfs.Rel(path.Dir(a.Path)), 0o755); err != nil {
 		return err
 	}
-	err := rootfs.Rename(r.o.Root, rootfs.Rel(a.From), rootfs.Rel(a.Path))
+	err := renames.Rename(rootfs.Rel(a.From), rootfs.Rel(a.Path))
 	if b, recorded := r.rec.Files[a.From]; recorded && errors.Is(err, syscall.EXDEV) {
 		return r.installByCopy(a, b)
 	}

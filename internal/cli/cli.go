@@ -244,7 +244,7 @@ func (c *command) run(ctx context.Context) (int, error) {
 	if err != nil {
 		return ExitBadInput, err
 	}
-	if len(m.Entries(req.Distro, req.Arch)) == 0 && !c.o.dryRun {
+	if !m.HasEntries(req.Distro, req.Arch) && !c.o.dryRun {
 		return ExitBadInput, badInput("the manifest %s has no entries for %s %s (it lists %s)",
 			m.File(), req.Distro, req.Arch, strings.Join(m.Distros(), ", "))
 	}
@@ -258,8 +258,11 @@ func (c *command) run(ctx context.Context) (int, error) {
 	// it cannot read) exits with the first tool's code: provisioning knows
 	// only those.
 	runFailure := ExitFailure
-	if entries := m.Entries(req.Distro, req.Arch); req.Mode == plan.Boot && len(entries) > 0 {
-		runFailure = entries[0].ExitCode
+	if req.Mode == plan.Boot {
+		for e := range m.AllEntries(req.Distro, req.Arch) {
+			runFailure = e.ExitCode
+			break
+		}
 	}
 	if !c.o.dryRun {
 		unlock, err := observe.Lock(ctx, root, c.o.lockTimeout)

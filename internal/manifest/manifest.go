@@ -8,6 +8,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"os"
 	"path"
@@ -39,8 +40,12 @@ type Manifest struct {
 	// RequireVersion makes boot refuse a cluster version no entry names.
 	RequireVersion bool `json:"requireManifestVersion,omitempty"`
 
-	file    string
-	entries map[target][]Entry
+	file string
+	// all holds the resolved entries in manifest order, entries the
+	// positions in all of each distro and arch's: one slice sized up front,
+	// where a slice per target grew by copying every entry again.
+	all     []Entry
+	entries map[target][]int
 }
 
 type target struct {
@@ -246,7 +251,33 @@ func (e Entry) Artifact() string {
 // Entries is the components for a distro and architecture, in manifest
 // order, as Parse resolved them.
 func (m *Manifest) Entries(d platform.Distro, arch platform.Arch) []Entry {
-	return slices.Clone(m.entries[target{d, arch}])
+	idx, ok := m.entries[target{d, arch}]
+	if !ok {
+		return nil
+	}
+	out := make([]Entry, len(idx))
+	for i, j := range idx {
+		out[i] = m.all[j]
+	}
+	return out
+}
+
+// AllEntries yields what Entries lists, without copying the list first:
+// for a caller that only reads each entry once.
+func (m *Manifest) AllEntries(d platform.Distro, arch platform.Arch) iter.Seq[Entry] {
+	return func(yield func(Entry) bool) {
+		for _, j := range m.entries[target{d, arch}] {
+			if !yield(m.all[j]) {
+				return
+			}
+		}
+	}
+}
+
+// HasEntries reports whether the manifest has components for a distro and
+// architecture, without copying them as Entries does.
+func (m *Manifest) HasEntries(d platform.Distro, arch platform.Arch) bool {
+	return len(m.entries[target{d, arch}]) > 0
 }
 
 // Distros lists the distros the manifest names, sorted.
@@ -364,7 +395,7 @@ func (m *Manifest) entry(i int, tools map[string]Tool) (Entry, error) {
 		e.Path = strings.TrimPrefix(c.Path, "./")
 		e.BinaryPaths = []string{e.Path}
 	}
-	e.serve = serving{kind: exact, v: up, text: up.String()}
+	e.serve = exactServing(up)
 	if c.K8sVersion != "" {
 		if e.serve, err = parseServing(c.K8sVersion); err != nil {
 			return Entry{}, fieldErr("k8sVersion", err)

@@ -62,7 +62,20 @@ func parseServing(s string) (serving, error) {
 	if minor {
 		return serving{kind: minorLine, v: v, text: fmt.Sprintf("%d.%d", v.Major(), v.Minor())}, nil
 	}
-	return serving{kind: exact, v: v, text: v.String()}, nil
+	return exactServing(v), nil
+}
+
+// exactServing serves v alone. Its text is v.String() spelt without fmt:
+// semver's String was a twentieth of a 1,000-entry dry-run.
+func exactServing(v *semver.Version) serving {
+	text := strconv.FormatUint(v.Major(), 10) + "." + strconv.FormatUint(v.Minor(), 10) + "." + strconv.FormatUint(v.Patch(), 10)
+	if v.Prerelease() != "" {
+		text += "-" + v.Prerelease()
+	}
+	if v.Metadata() != "" {
+		text += "+" + v.Metadata()
+	}
+	return serving{kind: exact, v: v, text: text}
 }
 
 // parseK8s reads "1.34.10" (one version) or "1.34" (a minor line).

@@ -108,3 +108,19 @@ func TestVersionsIn(t *testing.T) {
 		}
 	}
 }
+
+// TestExactServingText: the text of an exact entry is what semver's String
+// spells, for every part a version may have, as parsed by either parser.
+func TestExactServingText(t *testing.T) {
+	for _, s := range []string{"0.0.0", "1.34.10", "1.35.0-rc.1", "1.35.0+azl3", "1.35.0-alpha.0+build.7", "10.200.3000", "v1.34.1", "1.34"} {
+		for _, parse := range []func(string) (*semver.Version, error){semver.StrictNewVersion, semver.NewVersion} {
+			v, err := parse(s)
+			if err != nil {
+				continue
+			}
+			if got, want := exactServing(v).text, v.String(); got != want {
+				t.Errorf("%q: text %q, String %q", s, got, want)
+			}
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -28,7 +29,7 @@ type decoded struct {
 // their paths. Aliases are never expanded. A nil result means there is
 // nothing to validate.
 func decode(data []byte, m *Manifest) (*decoded, []Problem) {
-	dec := yaml3.NewDecoder(strings.NewReader(string(data)))
+	dec := yaml3.NewDecoder(bytes.NewReader(data))
 	var doc yaml3.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -40,7 +41,9 @@ func decode(data []byte, m *Manifest) (*decoded, []Problem) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, []Problem{{Code: CodeSyntax, Line: extra.Line, Msg: "more than one YAML document: a manifest is one document"}}
 	}
-	w := &walker{lines: map[string]int{}, structs: map[reflect.Type]*structInfo{}}
+	// A line per field: the colons bound the keys, a hint that spares the
+	// map its rehashing as it grows (6% of Parse).
+	w := &walker{lines: make(map[string]int, bytes.Count(data, []byte(":"))+1), structs: map[reflect.Type]*structInfo{}}
 	w.walk(doc.Content[0], reflect.ValueOf(m).Elem(), "")
 	return &decoded{lines: w.lines, root: doc.Content[0]}, w.problems
 }

@@ -3,7 +3,6 @@ package observe
 import (
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 
 	"github.com/nodeimage/reconcile/internal/rootfs"
@@ -22,8 +21,8 @@ func IsArtifactFile(e fs.DirEntry) bool {
 // listArtifacts lists the downloads in dir by their names, and reads each
 // OCI manifest for the name of its tarball. Contents are not hashed here:
 // apply verifies what it uses.
-func listArtifacts(st *state.State, root *os.Root, dir string) error {
-	entries, err := readDir(root, dir)
+func listArtifacts(st *state.State, l *listings, dir string) error {
+	entries, err := l.readDir(dir)
 	if err != nil {
 		return err
 	}
@@ -35,7 +34,7 @@ func listArtifacts(st *state.State, root *os.Root, dir string) error {
 		}
 		a := state.Artifact{File: path.Join(dir, e.Name()), Digest: cf.Digest, Manifest: cf.Manifest}
 		if cf.Manifest {
-			raw, err := source.ReadManifest(root, rootfs.Rel(a.File))
+			raw, err := source.ReadManifest(l.root, rootfs.Rel(a.File))
 			if err == nil {
 				var layer string
 				layer, err = source.ManifestLayer(raw)

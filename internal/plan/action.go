@@ -93,14 +93,14 @@ func (a Action) Task(mode Mode) string {
 	return fmt.Sprintf("reconcile.%s.%s.%s", mode, a.Op, subject)
 }
 
-// String is the action's one-line human form.
+// String is the action's one-line human form. Concatenation, not fmt: a
+// dry-run prints one line per entry.
 func (a Action) String() string {
-	pv := fmt.Sprintf("%s=%s (%s)", a.Package, a.version(), a.Arch)
 	switch {
 	case a.Op == Download:
-		return fmt.Sprintf("+ download %s %s@%s into %s", a.Source, a.Ref, a.Digest, a.CacheDir)
+		return "+ download " + string(a.Source) + " " + a.Ref + "@" + a.Digest + " into " + a.CacheDir
 	case a.Op == Extract && a.Source != "":
-		return fmt.Sprintf("+ extract %s %s from %s (%s) to %s", a.Tool, a.Version.Upstream, a.artifactFrom(), strings.Join(a.Candidates, ", "), a.Path)
+		return "+ extract " + a.Tool + " " + a.Version.Upstream + " from " + a.artifactFrom() + " (" + strings.Join(a.Candidates, ", ") + ") to " + a.Path
 	}
 	switch a.Op {
 	case Extract:
@@ -108,17 +108,22 @@ func (a Action) String() string {
 		if from == "" {
 			from = "(no such package in " + a.CacheDir + ")"
 		}
-		return fmt.Sprintf("+ extract %s to %s from %s", pv, a.Path, from)
+		return "+ extract " + a.packageVersionArch() + " to " + a.Path + " from " + from
 	case Install:
-		return fmt.Sprintf("> install %s %s: rename %s to %s", a.Tool, a.PackageVersion(), a.From, a.Path)
+		return "> install " + a.Tool + " " + a.PackageVersion() + ": rename " + a.From + " to " + a.Path
 	case Fetch:
-		return fmt.Sprintf("+ fetch %s with %s into %s, extract to %s", pv, a.Manager, a.CacheDir, a.Path)
+		return "+ fetch " + a.packageVersionArch() + " with " + a.Manager + " into " + a.CacheDir + ", extract to " + a.Path
 	case Remove:
-		return fmt.Sprintf("- remove %s", a.Path)
+		return "- remove " + a.Path
 	case RemoveCache:
-		return fmt.Sprintf("- remove package cache %s", a.Path)
+		return "- remove package cache " + a.Path
 	}
-	return fmt.Sprintf("? %s %s", a.Op, a.Path)
+	return "? " + string(a.Op) + " " + a.Path
+}
+
+// packageVersionArch is "kubelet=1.35.7-1 (amd64)".
+func (a Action) packageVersionArch() string {
+	return a.Package + "=" + a.version() + " (" + string(a.Arch) + ")"
 }
 
 // Result is what applying one action did.

@@ -12,7 +12,8 @@ import (
 // Fetch with the distro's package manager. When the run may not fetch
 // (Offline) or cannot (no package manager), it plans the problem that says
 // so instead, with a as an extraction of no package, so that the plan still
-// shows what was looked for and where; who names the entry in the message.
+// shows what was looked for and where; who names the entry in the message
+// ("" for e.ID(), spelt out only then).
 func (p *Plan) fetch(a Action, e manifest.Entry, req Request, who string) {
 	a.CacheDir = e.CacheDir
 	var code, why string
@@ -28,6 +29,9 @@ func (p *Plan) fetch(a Action, e manifest.Entry, req Request, who string) {
 		}
 		p.Actions = append(p.Actions, a)
 		return
+	}
+	if who == "" {
+		who = e.ID()
 	}
 	p.add(report.Error, code, e.CacheDir, &e, "%s: no package %s=%s (%s) in %s, and %s", who, a.Package, a.version(), a.Arch, e.CacheDir, why)
 	if req.Mode == Bake {

@@ -127,32 +127,36 @@ func (p *Plan) add(kind report.Kind, code, path string, e *manifest.Entry, forma
 	p.Report.Add(it)
 }
 
-// Query is what Compute needs observed.
+// Query is what Compute needs observed. Each tool, path and directory is
+// listed once, in manifest order: a thousand entries share a handful of
+// them, and each path listed is a stat.
 func Query(m *manifest.Manifest, req Request) state.Query {
 	// Packages stay unopened: PackagesNeeded says which caches a first plan
 	// needs read.
 	q := state.Query{Hash: req.VerifyDigest, BinDirs: []string{manifest.BinDir}}
 	// Every directory reconcile writes into may hold a killed run's temp file.
 	temps := []string{manifest.BinDir, path.Dir("/" + state.RecordPath)}
-	add := func(dir string) {
-		if !slices.Contains(temps, dir) {
-			temps = append(temps, dir)
+	tools, paths, caches, tempSeen := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for _, dir := range temps {
+		tempSeen[dir] = true
+	}
+	once := func(seen map[string]bool, list *[]string, s string) {
+		if !seen[s] {
+			seen[s] = true
+			*list = append(*list, s)
 		}
 	}
 	if req.Mode == Boot {
 		q.DepsOf = req.Distro.Format()
 	}
-	for _, e := range m.Entries(req.Distro, req.Arch) {
-		if !slices.Contains(q.Tools, e.Tool) {
-			q.Tools = append(q.Tools, e.Tool)
-		}
-		q.Paths = append(q.Paths, e.Versioned, e.Target)
-		if !slices.Contains(q.CacheDirs, e.CacheDir) {
-			q.CacheDirs = append(q.CacheDirs, e.CacheDir)
-		}
-		add(path.Dir(e.Versioned))
-		add(path.Dir(e.Target))
-		add(e.CacheDir)
+	for e := range m.AllEntries(req.Distro, req.Arch) {
+		once(tools, &q.Tools, e.Tool)
+		once(paths, &q.Paths, e.Versioned)
+		once(paths, &q.Paths, e.Target)
+		once(caches, &q.CacheDirs, e.CacheDir)
+		once(tempSeen, &temps, path.Dir(e.Versioned))
+		once(tempSeen, &temps, path.Dir(e.Target))
+		once(tempSeen, &temps, e.CacheDir)
 	}
 	q.TempDirs = temps
 	return q
@@ -160,8 +164,9 @@ func Query(m *manifest.Manifest, req Request) state.Query {
 
 // Compute diffs the manifest against the observed state.
 func Compute(m *manifest.Manifest, st *state.State, req Request) (*Plan, error) {
-	p := &Plan{Mode: req.Mode, Distro: req.Distro.String(), Arch: string(req.Arch), Actions: []Action{}, Record: st.Record.Clone()}
 	entries := m.Entries(req.Distro, req.Arch)
+	// Bake plans at most one action per entry, boot about two per tool.
+	p := &Plan{Mode: req.Mode, Distro: req.Distro.String(), Arch: string(req.Arch), Actions: make([]Action, 0, len(st.Temps)+len(entries)), Record: st.Record.Clone()}
 	p.entries = entries
 	p.Applicable = len(entries) > 0
 	if st.RecordErr != nil {
@@ -207,7 +212,7 @@ func (p *Plan) bake(e manifest.Entry, st *state.State, req Request) {
 	pkg, ok := cached(e, st)
 	if !ok {
 		a.Reason = "versioned binary missing, and no package of it in " + e.CacheDir
-		p.fetch(a, e, req, e.ID())
+		p.fetch(a, e, req, "")
 		return
 	}
 	a.Op, a.PackageFile = Extract, pkg.File
@@ -219,6 +224,10 @@ func (p *Plan) bake(e manifest.Entry, st *state.State, req Request) {
 // the other versions and the caches once every tool is in place.
 func (p *Plan) boot(entries []manifest.Entry, st *state.State, req Request) {
 	var cleanup []Action
+	targets := map[string]bool{} // looked up per versioned file of every tool
+	for _, e := range entries {
+		targets[e.Target] = true
+	}
 	for _, tool := range manifest.Tools(entries) {
 		e, ok := manifest.Resolve(entries, tool, req.K8sVersion)
 		if ok {
@@ -229,7 +238,7 @@ func (p *Plan) boot(entries []manifest.Entry, st *state.State, req Request) {
 		for _, v := range st.Versioned[tool] {
 			// Validation keeps targets out of the versioned names; a plan
 			// never removes one all the same.
-			if p.installs(v) || slices.ContainsFunc(entries, func(o manifest.Entry) bool { return o.Target == v }) {
+			if p.installs(v) || targets[v] {
 				continue
 			}
 			// Only what reconcile wrote is removed: a kubectl plugin, a
@@ -320,13 +329,16 @@ func (p *Plan) bootTool(e manifest.Entry, st *state.State, req Request) {
 		return
 	}
 	a.Reason = fmt.Sprintf("neither %s nor a cached package in %s", e.Versioned, e.CacheDir)
-	p.fetch(a, e, req, e.ID())
+	p.fetch(a, e, req, "")
 }
 
 // intact reports whether path holds the binary e names, by the state
 // record's cheap identity (or the digest with VerifyDigest). When the file
 // exists but is not it, a note says so: what it holds is replaced.
 func (p *Plan) intact(e manifest.Entry, path string, st *state.State, req Request) bool {
+	if _, exists := st.Files[path]; !exists {
+		return false // as holds says, without first spelling out what is wanted
+	}
 	return p.holds(e, path, st, req, func(rec state.Binary) bool { return rec.Of(e.Tool, e.Package, e.Version.String(), string(e.Arch)) },
 		state.Describe(e.Tool, e.Package, e.Version.String(), string(e.Arch)))
 }

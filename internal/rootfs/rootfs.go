@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -174,14 +175,42 @@ func DigestFile(root *os.Root, name string) (Result, error) {
 // Rename moves from onto to (both under root) and fsyncs the directories, so
 // the rename survives a power loss.
 func Rename(root *os.Root, from, to string) error {
-	if err := root.Rename(from, to); err != nil {
-		return fmt.Errorf("renaming %s to %s: %w", from, to, err)
-	}
-	if err := SyncDir(root, path.Dir(to)); err != nil {
+	b := Renames{Root: root}
+	if err := b.Rename(from, to); err != nil {
 		return err
 	}
-	if path.Dir(from) != path.Dir(to) {
-		return SyncDir(root, path.Dir(from))
+	return b.Sync()
+}
+
+// Renames is Rename for several files, with the directory fsyncs deferred
+// to Sync, which fsyncs each directory once: boot's installs rename every
+// tool into one directory. Until Sync returns, none of the renames is sure
+// to survive a power loss.
+type Renames struct {
+	Root *os.Root
+	dirs []string // to sync, in the order Rename met them
+}
+
+// Rename moves from onto to (both under the root).
+func (b *Renames) Rename(from, to string) error {
+	if err := b.Root.Rename(from, to); err != nil {
+		return fmt.Errorf("renaming %s to %s: %w", from, to, err)
+	}
+	for _, dir := range []string{path.Dir(to), path.Dir(from)} {
+		if !slices.Contains(b.dirs, dir) {
+			b.dirs = append(b.dirs, dir)
+		}
+	}
+	return nil
+}
+
+// Sync fsyncs the directories of the renames so far.
+func (b *Renames) Sync() error {
+	for len(b.dirs) > 0 {
+		if err := SyncDir(b.Root, b.dirs[0]); err != nil {
+			return err
+		}
+		b.dirs = b.dirs[1:]
 	}
 	return nil
 }

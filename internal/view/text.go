@@ -37,8 +37,11 @@ func PlanText(w io.Writer, p *plan.Plan, manifestDistros []string) error {
 	}
 	if len(p.Actions) > 0 {
 		fmt.Fprintf(&b, "%s plan for %s:\n", p.Mode, target)
+		b.Grow(len(p.Actions) * 128) // a line is about that long: no regrowth
 		for _, a := range p.Actions {
-			fmt.Fprintf(&b, "  %s\n", a)
+			b.WriteString("  ")
+			b.WriteString(a.String())
+			b.WriteByte('\n')
 		}
 	}
 	writeItems(&b, p.Report, report.Info, report.Warning, report.Error)
