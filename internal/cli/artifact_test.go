@@ -167,13 +167,6 @@ func dryRun(t testing.TB, args ...string) artifactPlan {
 	return p
 }
 
-func writeManifest(t testing.TB, text string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, p, text)
-	return p
-}
-
 // TestBakeArtifacts: bake pulls the kubernetes-node artifact from a real
 // registry once for kubelet and kubectl, downloads crictl's tarball from
 // a real HTTP server, extracts all three, records them, and verify and a

@@ -107,6 +107,15 @@ func cache(t testing.TB, root, tool, src, name string) {
 	writeFile(t, filepath.Join(root, "opt", tool, "downloads", name), string(data))
 }
 
+// writeManifest writes yaml to a components.yaml of the test's own and
+// returns its path.
+func writeManifest(t testing.TB, yaml string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "components.yaml")
+	writeFile(t, p, yaml)
+	return p
+}
+
 type result struct {
 	code           int
 	stdout, stderr string
@@ -325,8 +334,7 @@ func TestBootDecisions(t *testing.T) {
 func TestBootWithNothingFails(t *testing.T) {
 	pkgbuild.RequireFormat(t, platform.Deb)
 	root := newRoot(t, "ubuntu-24.04")
-	manifest := filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, manifest, twoVersions)
+	manifest := writeManifest(t, twoVersions)
 	// An empty apt repository: the package manager step finds nothing.
 	repo := emptyAptRepo(t)
 	args := append([]string{"--mode=boot", "--k8s-version", "1.35.7", "--root", root, "--arch", "amd64"}, repo...)
@@ -343,8 +351,7 @@ func TestBootWithNothingFails(t *testing.T) {
 
 func TestBakeIgnoresLyingAndForeignPackages(t *testing.T) {
 	root := newRoot(t, "ubuntu-24.04")
-	manifest := filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, manifest, `components:
+	manifest := writeManifest(t, `components:
   - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.34.10-ubuntu24.04u1"}
   - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.34.10-ubuntu24.04u1"}
 `)
@@ -464,8 +471,7 @@ func pmFlags(t testing.TB) func([]string, error) []string {
 // with an epoch), boot from them, and boot on an empty root fetching the
 // exact version and arch with dnf.
 func TestAzureLinux(t *testing.T) {
-	manifest := filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, manifest, `components:
+	manifest := writeManifest(t, `components:
   - {tool: kubelet, distro: azurelinux-3.0, packageVersion: "1.35.7-2.azl3"}
   - {tool: kubectl, distro: azurelinux-3.0, packageVersion: "1:1.35.7-1.azl3"}
   - {tool: kubelet, distro: azurelinux-3.0, packageVersion: "1.35.70-1.azl3"}
@@ -527,8 +533,7 @@ func TestBootFetchesExactVersionWithApt(t *testing.T) {
 		}
 	}
 	repo := aptRepo(t, debs...)
-	manifest := filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, manifest, `components:
+	manifest := writeManifest(t, `components:
   - {tool: kubelet, distro: debian-12, packageVersion: "1.34.1-1.1"}
   - {tool: kubectl, distro: debian-12, packageVersion: "1.34.1-1.1"}
   - {tool: kubelet, distro: debian-12, packageVersion: "1.34.10-1.1"}
@@ -568,8 +573,7 @@ func TestBootFetchesExactVersionWithApt(t *testing.T) {
 	}
 	t.Run("not offered", func(t *testing.T) {
 		root := newRoot(t, "debian-12")
-		other := filepath.Join(t.TempDir(), "components.yaml")
-		writeFile(t, other, `components:
+		other := writeManifest(t, `components:
   - {tool: kubelet, distro: debian-12, packageVersion: "1.34.2-1.1"}
   - {tool: kubectl, distro: debian-12, packageVersion: "1.34.2-1.1"}
 `)
@@ -664,8 +668,7 @@ Version: 1:1.4.7-1
 
 func TestFailedBootWritesAnErrorEvent(t *testing.T) {
 	root := newRoot(t, "ubuntu-24.04")
-	manifest := filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, manifest, twoVersions)
+	manifest := writeManifest(t, twoVersions)
 	r := run(t, nil, "--mode=boot", "--require-manifest-version", "--k8s-version", "1.99.0", "--events-dir", "/events", "--root", root, "--arch", "amd64", manifest).must(t, 121)
 	if !strings.Contains(r.stderr, "no kubelet entry for ubuntu-24.04 amd64 serves Kubernetes 1.99.0; the manifest's entries serve 1.34.10, 1.35.7") {
 		t.Errorf("stderr:\n%s", r.stderr)
@@ -702,8 +705,7 @@ func snapshot(t testing.TB, root string) []string {
 
 func TestBadInputExitsTwo(t *testing.T) {
 	root := newRoot(t, "ubuntu-24.04")
-	manifest := filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, manifest, twoVersions)
+	manifest := writeManifest(t, twoVersions)
 	tests := []struct {
 		name string
 		env  map[string]string
@@ -740,8 +742,7 @@ func TestBadInputExitsTwo(t *testing.T) {
 }
 
 func TestFlagsMayFollowTheManifest(t *testing.T) {
-	manifest := filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, manifest, twoVersions)
+	manifest := writeManifest(t, twoVersions)
 	r := run(t, nil, manifest, "--dry-run", "--distro", "ubuntu-24.04", "--arch", "arm64").must(t, ExitOK)
 	if !strings.Contains(r.stdout, "bake plan for ubuntu-24.04 arm64") {
 		t.Errorf("stdout:\n%s", r.stdout)
@@ -771,8 +772,7 @@ func TestHelpAndVersion(t *testing.T) {
 // exactly one JSON document on stdout.
 func TestJSONOutputIsOneDocument(t *testing.T) {
 	root := newRoot(t, "ubuntu-24.04")
-	manifest := filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, manifest, twoVersions)
+	manifest := writeManifest(t, twoVersions)
 	for name, tc := range map[string]struct {
 		args []string
 		code int
@@ -800,8 +800,7 @@ func TestJSONOutputIsOneDocument(t *testing.T) {
 // take /opt/bin (or anything but the packages) with it at boot.
 func TestCacheRemovalIsNeverRecursive(t *testing.T) {
 	root := newRoot(t, "ubuntu-24.04")
-	manifest := filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, manifest, `tools:
+	manifest := writeManifest(t, `tools:
   kubelet: {cacheDir: /opt}
   kubectl: {cacheDir: /opt}
 components:
@@ -859,8 +858,7 @@ func TestVerifyFindsWhatIsWrong(t *testing.T) {
 func TestVerifyChecksTheELFMachine(t *testing.T) {
 	pkgbuild.RequireFormat(t, platform.Deb)
 	root := newRoot(t, "ubuntu-24.04")
-	manifest := filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, manifest, `components:
+	manifest := writeManifest(t, `components:
   - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1", arches: [arm64]}
   - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1", arches: [arm64]}
 `)

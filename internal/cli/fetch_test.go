@@ -109,8 +109,7 @@ func (rr rootRepo) manifest(t *testing.T, versions ...string) string {
 			text += "  - {tool: " + tool + ", distro: " + rr.distro + `, packageVersion: "` + v + "\"}\n"
 		}
 	}
-	p := filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, p, text)
+	p := writeManifest(t, text)
 	return p
 }
 
@@ -393,8 +392,7 @@ func TestBootUnlistedVersionFromTheImage(t *testing.T) {
 func TestOneEntryServesManyLines(t *testing.T) {
 	pkgbuild.RequireFormat(t, platform.Deb)
 	root := newRoot(t, "ubuntu-24.04")
-	manifest := filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, manifest, twoVersions+`  - {tool: containerd, distro: ubuntu-24.04, packageVersion: "2.3.3-ubuntu24.04u2", k8sVersion: ">= 1.33, < 1.37"}
+	manifest := writeManifest(t, twoVersions+`  - {tool: containerd, distro: ubuntu-24.04, packageVersion: "2.3.3-ubuntu24.04u2", k8sVersion: ">= 1.33, < 1.37"}
   - {tool: runc, distro: ubuntu-24.04, packageVersion: "1.4.3-ubuntu24.04u2", k8sVersion: "*"}
 `)
 	for _, tool := range []string{"kubelet", "kubectl"} {

@@ -15,8 +15,7 @@ import (
 // caches; with --enforce-package-install it opens them and says so.
 func TestBootOpensNoPackageWhenBinariesAreIntact(t *testing.T) {
 	root := newRoot(t, "ubuntu-24.04")
-	manifest := filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, manifest, `components:
+	manifest := writeManifest(t, `components:
   - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1"}
   - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1"}
 `)

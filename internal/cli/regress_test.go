@@ -38,8 +38,7 @@ func TestClashingPathsAreBadInput(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			root := newRoot(t, "ubuntu-24.04")
-			manifest := filepath.Join(t.TempDir(), "components.yaml")
-			writeFile(t, manifest, "tools:\n"+tc.tools+twoVersions)
+			manifest := writeManifest(t, "tools:\n"+tc.tools+twoVersions)
 			before := snapshot(t, root)
 			for _, mode := range []string{"--mode=bake", "--mode=boot"} {
 				r := run(t, nil, mode, "--k8s-version", "1.35.7", "--root", root, "--arch", "amd64", manifest).must(t, ExitBadInput)

@@ -51,8 +51,7 @@ func schemas(t *testing.T) map[string]*jsonschema.Schema {
 func TestOutputsMatchTheirSchemas(t *testing.T) {
 	s := schemas(t)
 	root := newRoot(t, "ubuntu-24.04")
-	manifest := filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, manifest, `components:
+	manifest := writeManifest(t, `components:
   - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1"}
   - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.35.7-ubuntu24.04u1"}
 `)

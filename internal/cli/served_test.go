@@ -13,8 +13,7 @@ import (
 // has no entry for exits with that tool's code.
 func TestBootPlansForEveryServedVersion(t *testing.T) {
 	root := newRoot(t, "ubuntu-24.04")
-	manifest := filepath.Join(t.TempDir(), "components.yaml")
-	writeFile(t, manifest, `components:
+	manifest := writeManifest(t, `components:
   - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.37.1-ubuntu24.04u1"}
   - {tool: kubelet, distro: ubuntu-24.04, packageVersion: "1.36.3-ubuntu24.04u1"}
   - {tool: kubectl, distro: ubuntu-24.04, packageVersion: "1.37.1-ubuntu24.04u1"}
