@@ -152,12 +152,7 @@ func TestPullOCIFailures(t *testing.T) {
 			}
 			return false
 		})
-		root, dir := testRoot(t)
-		rel, err := newFetcher(t, fastOptions(t)).Fetch(context.Background(), ociArtifact(p.host(), digest), root, cacheDir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		extractNode(t, root, dir, rel)
+		pullAndExtract(t, fastOptions(t), ociArtifact(p.host(), digest))
 		if _, blobs := p.counts(); blobs != 2 {
 			t.Fatalf("%d blob requests, want 2", blobs)
 		}
@@ -187,12 +182,7 @@ func TestPullOCIFailures(t *testing.T) {
 			}
 			return false
 		})
-		root, dir := testRoot(t)
-		rel, err := newFetcher(t, fastOptions(t)).Fetch(context.Background(), ociArtifact(p.host(), digest), root, cacheDir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		extractNode(t, root, dir, rel)
+		pullAndExtract(t, fastOptions(t), ociArtifact(p.host(), digest))
 		if len(ranges) != 2 || ranges[1] != fmt.Sprintf("bytes=%d-", len(tgz)/2) {
 			t.Fatalf("Range headers %q", ranges)
 		}
@@ -253,6 +243,13 @@ func TestPullOCIDockerConfigAuth(t *testing.T) {
 	if err := os.WriteFile(o.DockerConfig, []byte(`{"auths":{"`+addr+`":{"auth":"`+token+`"}}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	pullAndExtract(t, o, a)
+}
+
+// pullAndExtract fetches a into a root of its own, which must succeed, and
+// extracts both node binaries from it.
+func pullAndExtract(t *testing.T, o Options, a Artifact) {
+	t.Helper()
 	root, dir := testRoot(t)
 	rel, err := newFetcher(t, o).Fetch(context.Background(), a, root, cacheDir)
 	if err != nil {
