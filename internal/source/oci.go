@@ -13,7 +13,6 @@ import (
 	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry"
@@ -71,8 +70,15 @@ func (f *Fetcher) pullOCI(ctx context.Context, a Artifact, root *os.Root, cacheD
 
 	var raw []byte
 	err = f.retry(ctx, "manifest "+a.Digest, func(ctx context.Context) error {
-		var err error
-		_, raw, err = oras.FetchBytes(ctx, repo, a.Digest, oras.FetchBytesOptions{MaxBytes: maxManifestSize})
+		desc, rc, err := repo.FetchReference(ctx, a.Digest)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		if desc.Size > maxManifestSize {
+			return fmt.Errorf("manifest of %d bytes, more than %d: %w", desc.Size, maxManifestSize, errdef.ErrSizeExceedsLimit)
+		}
+		raw, err = content.ReadAll(rc, desc)
 		return err
 	})
 	if errors.Is(err, auth.ErrBasicCredentialNotFound) {
