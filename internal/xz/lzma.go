@@ -12,7 +12,7 @@ import "fmt"
 // that runs until the output limit. Its helpers take and return those
 // values instead of pointing at a struct, so that they inline and the
 // values stay in registers. The compressed chunk is wholly in memory (an
-// LZMA2 chunk is at most 64 KiB), so input is a slice and an index, and
+// LZMA2 chunk is at most 64 KiB), so input is an array and an index, and
 // the decoded bytes go straight into the flat dictionary.
 
 const (
@@ -128,30 +128,34 @@ func fill(p []prob) {
 	}
 }
 
-// startChunk initialises the range decoder on a chunk's compressed bytes.
-func (d *lzmaDecoder) startChunk(in []byte) error {
-	if len(in) < 5 || in[0] != 0 {
+// startChunk initialises the range decoder on the chunk in[lo:end].
+func (d *lzmaDecoder) startChunk(in *inBuf, lo, end int) error {
+	if end-lo < 5 || in[lo] != 0 {
 		return fmt.Errorf("%w: LZMA2 chunk does not start a range code", ErrData)
 	}
 	d.rng = 0xffffffff
-	d.code = uint32(in[1])<<24 | uint32(in[2])<<16 | uint32(in[3])<<8 | uint32(in[4])
-	d.ip = 5
+	d.code = uint32(in[lo+1])<<24 | uint32(in[lo+2])<<16 | uint32(in[lo+3])<<8 | uint32(in[lo+4])
+	d.ip = lo + 5
 	return nil
 }
 
-// chunkDone tells whether the range code ended exactly at the end of the
-// chunk's bytes, as an LZMA2 encoder flushes it.
-func (d *lzmaDecoder) chunkDone(in []byte) bool {
-	return d.ip == len(in) && d.code == 0 && d.pend == 0
+// chunkDone tells whether the range code ended exactly at end, as an
+// LZMA2 encoder flushes it.
+func (d *lzmaDecoder) chunkDone(end int) bool {
+	return d.ip == end && d.code == 0 && d.pend == 0
 }
 
 // bit decodes one bit with probability *p and normalises the range, so
 // that the range is always normalised between symbols and the chunk's
-// last byte is read by its last bit. Past the end of in it shifts in
-// zeros: the caller sees ip beyond len(in) and rejects the chunk.
-func bit(p *prob, rng, code uint32, in []byte, ip int) (uint32, uint32, int, uint32) {
+// last byte is read by its last bit. in is the whole input buffer, the
+// chunk a part of it, and ip is masked to the buffer instead of checked
+// against the chunk: past the chunk's end it reads other bytes, which
+// decode garbage, and the caller sees ip beyond the end and rejects the
+// chunk.
+//
+func bit(p *prob, rng, code uint32, in *inBuf, ip int) (uint32, uint32, int, uint32) {
 	bound := (rng >> probBits) * uint32(*p)
-	var b uint32
+	b := uint32(0)
 	if code < bound {
 		rng = bound
 		*p += (1<<probBits - *p) >> moveBits
@@ -163,10 +167,7 @@ func bit(p *prob, rng, code uint32, in []byte, ip int) (uint32, uint32, int, uin
 	}
 	if rng < topValue {
 		rng <<= 8
-		code <<= 8
-		if uint(ip) < uint(len(in)) {
-			code |= uint32(in[ip])
-		}
+		code = code<<8 | uint32(in[ip&(inBufSize-1)])
 		ip++
 	}
 	return rng, code, ip, b
@@ -174,7 +175,7 @@ func bit(p *prob, rng, code uint32, in []byte, ip int) (uint32, uint32, int, uin
 
 // tree decodes an n-bit symbol, most significant bit first, over the
 // probabilities p[1 : 1<<n].
-func tree(p []prob, n uint, rng, code uint32, in []byte, ip int) (uint32, uint32, int, uint32) {
+func tree(p []prob, n uint, rng, code uint32, in *inBuf, ip int) (uint32, uint32, int, uint32) {
 	m := uint32(1)
 	for range n {
 		var b uint32
@@ -186,7 +187,7 @@ func tree(p []prob, n uint, rng, code uint32, in []byte, ip int) (uint32, uint32
 
 // reverseTree decodes an n-bit symbol, least significant bit first, over
 // the probabilities p[0 : 1<<n-1].
-func reverseTree(p []prob, n int, rng, code uint32, in []byte, ip int) (uint32, uint32, int, uint32) {
+func reverseTree(p []prob, n int, rng, code uint32, in *inBuf, ip int) (uint32, uint32, int, uint32) {
 	m, sym := uint32(1), uint32(0)
 	for i := range n {
 		var b uint32
@@ -198,7 +199,7 @@ func reverseTree(p []prob, n int, rng, code uint32, in []byte, ip int) (uint32, 
 }
 
 // length decodes a match length minus matchMinLen.
-func length(l *lenProbs, posState int, rng, code uint32, in []byte, ip int) (uint32, uint32, int, int) {
+func length(l *lenProbs, posState int, rng, code uint32, in *inBuf, ip int) (uint32, uint32, int, int) {
 	var b, v uint32
 	rng, code, ip, b = bit(&l.choice, rng, code, in, ip)
 	if b == 0 {
@@ -216,7 +217,7 @@ func length(l *lenProbs, posState int, rng, code uint32, in []byte, ip int) (uin
 
 // distance decodes a match distance minus one for a match of length
 // matchMinLen+l.
-func (p *probs) distance(l int, rng, code uint32, in []byte, ip int) (uint32, uint32, int, int) {
+func (p *probs) distance(l int, rng, code uint32, in *inBuf, ip int) (uint32, uint32, int, int) {
 	var slot uint32
 	rng, code, ip, slot = tree(p.posSlot[min(l, distStates-1)][:], 6, rng, code, in, ip)
 	if slot < 4 {
@@ -238,10 +239,7 @@ func (p *probs) distance(l int, rng, code uint32, in []byte, ip int) (uint32, ui
 		v = v<<1 + t + 1
 		if rng < topValue {
 			rng <<= 8
-			code <<= 8
-			if uint(ip) < uint(len(in)) {
-				code |= uint32(in[ip])
-			}
+			code = code<<8 | uint32(in[ip&(inBufSize-1)])
 			ip++
 		}
 	}
@@ -250,10 +248,12 @@ func (p *probs) distance(l int, rng, code uint32, in []byte, ip int) (uint32, ui
 	return rng, code, ip, int(dist + v)
 }
 
-// decode decodes symbols of the chunk in into w until w.pos reaches lim
-// (at most len(w.buf)). It returns an error for a distance beyond the
-// dictionary's history; overrunning in is the caller's to detect.
-func (d *lzmaDecoder) decode(w *window, in []byte, lim int) error {
+// decode decodes symbols from the input buffer into w until w.pos
+// reaches lim (at most len(w.buf)). It returns an error for a distance
+// beyond the dictionary's history; overrunning the chunk is the caller's
+// to detect. Only what every symbol needs is in local variables: there
+// are not registers enough for more.
+func (d *lzmaDecoder) decode(w *window, in *inBuf, lim int) error {
 	// The states after a literal, a match, a repeated match and a short
 	// repeat (one byte at rep0), by the state before.
 	nextLit := [16]uint32{0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 4, 5}
@@ -271,23 +271,22 @@ func (d *lzmaDecoder) decode(w *window, in []byte, lim int) error {
 	}
 	rng, code, ip := d.rng, d.code, d.ip
 	state := d.state & 15
-	rep0, rep1, rep2, rep3 := d.rep[0], d.rep[1], d.rep[2], d.rep[3]
+	rep0 := d.rep[0]
 	p := &d.p
-	lc, lpMsk, pbMsk := d.lc&7, d.lpMsk, d.pbMsk
-	full := w.full
 	var err error
 	for pos < lim {
-		posState := pos & pbMsk
+		posState := pos & d.pbMsk
 		var b uint32
 		rng, code, ip, b = bit(&p.isMatch[uint8(state<<4|uint32(posState))], rng, code, in, ip)
 		if b == 0 {
 			prev := 0
 			if pos > 0 {
 				prev = int(buf[pos-1])
-			} else if full {
+			} else if w.full {
 				prev = int(buf[len(buf)-1])
 			}
-			lit := &p.literal[((pos&lpMsk)<<lc+prev>>(8-lc))&15]
+			lc := d.lc & 7
+			lit := &p.literal[((pos&d.lpMsk)<<lc+prev>>(8-lc))&15]
 			sym := uint32(1)
 			if state < 7 {
 				for sym < 0x100 {
@@ -308,11 +307,8 @@ func (d *lzmaDecoder) decode(w *window, in []byte, lim int) error {
 					mb := match & offs
 					rng, code, ip, b = bit(&lit[(offs+mb+sym)&0x3ff], rng, code, in, ip)
 					sym = sym<<1 | b
-					if b == 0 {
-						offs &^= mb
-					} else {
-						offs &= mb
-					}
+					// offs stays 0x100 while the bits agree, then 0
+					offs &= mb ^ (b - 1)
 				}
 			}
 			buf[pos] = byte(sym)
@@ -324,7 +320,7 @@ func (d *lzmaDecoder) decode(w *window, in []byte, lim int) error {
 		rng, code, ip, b = bit(&p.isRep[state], rng, code, in, ip)
 		if b == 0 {
 			rng, code, ip, l = length(&p.matchLen, posState, rng, code, in, ip)
-			rep3, rep2, rep1 = rep2, rep1, rep0
+			d.rep[3], d.rep[2], d.rep[1] = d.rep[2], d.rep[1], rep0
 			rng, code, ip, rep0 = p.distance(l, rng, code, in, ip)
 			state = nextMatch[state]
 		} else {
@@ -332,7 +328,7 @@ func (d *lzmaDecoder) decode(w *window, in []byte, lim int) error {
 			if b == 0 {
 				rng, code, ip, b = bit(&p.isRep0Long[uint8(state<<4|uint32(posState))], rng, code, in, ip)
 				if b == 0 {
-					if !full && rep0 >= pos {
+					if !w.full && rep0 >= pos {
 						err = errDistance
 						break
 					}
@@ -346,25 +342,25 @@ func (d *lzmaDecoder) decode(w *window, in []byte, lim int) error {
 					continue
 				}
 			} else {
-				var d int
+				var dist int
 				rng, code, ip, b = bit(&p.isRepG1[state], rng, code, in, ip)
 				if b == 0 {
-					d = rep1
+					dist = d.rep[1]
 				} else {
 					rng, code, ip, b = bit(&p.isRepG2[state], rng, code, in, ip)
 					if b == 0 {
-						d = rep2
+						dist = d.rep[2]
 					} else {
-						d, rep3 = rep3, rep2
+						dist, d.rep[3] = d.rep[3], d.rep[2]
 					}
-					rep2 = rep1
+					d.rep[2] = d.rep[1]
 				}
-				rep1, rep0 = rep0, d
+				d.rep[1], rep0 = rep0, dist
 			}
 			rng, code, ip, l = length(&p.repLen, posState, rng, code, in, ip)
 			state = nextRep[state]
 		}
-		if rep0 >= len(buf) || !full && rep0 >= pos {
+		if rep0 >= len(buf) || !w.full && rep0 >= pos {
 			err = errDistance
 			break
 		}
@@ -375,7 +371,7 @@ func (d *lzmaDecoder) decode(w *window, in []byte, lim int) error {
 	}
 	d.rng, d.code, d.ip = rng, code, ip
 	d.state = state
-	d.rep = [4]int{rep0, rep1, rep2, rep3}
+	d.rep[0] = rep0
 	w.pos = pos
 	return err
 }

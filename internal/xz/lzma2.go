@@ -96,10 +96,9 @@ func (l *lzma2) decode(in *input) (end bool, err error) {
 	lim := min(len(w.buf), w.pos+l.unpacked)
 	switch l.kind {
 	case lzmaChunk:
-		chunk := in.buf[in.lo : in.lo+l.packed]
-		err = l.lz.decode(w, chunk, lim)
-		if l.lz.ip > len(chunk) {
-			return false, fmt.Errorf("%w: LZMA chunk longer than its %d bytes", ErrData, len(chunk))
+		err = l.lz.decode(w, in.buf, lim)
+		if l.lz.ip > in.lo+l.packed {
+			return false, fmt.Errorf("%w: LZMA chunk longer than its %d bytes", ErrData, l.packed)
 		}
 	case copyChunk:
 		if in.lo == in.hi {
@@ -119,7 +118,7 @@ func (l *lzma2) decode(in *input) (end bool, err error) {
 // nextChunk ends the current chunk and reads the next chunk's header.
 func (l *lzma2) nextChunk(in *input) (end bool, err error) {
 	if l.kind == lzmaChunk {
-		if !l.lz.chunkDone(in.buf[in.lo : in.lo+l.packed]) {
+		if !l.lz.chunkDone(in.lo + l.packed) {
 			return false, fmt.Errorf("%w: LZMA chunk does not end with its %d bytes", ErrData, l.packed)
 		}
 		in.skip(l.packed)
@@ -175,7 +174,7 @@ func (l *lzma2) nextChunk(in *input) (end bool, err error) {
 	if err := in.fill(l.packed); err != nil {
 		return false, err
 	}
-	if err := l.lz.startChunk(in.buf[in.lo : in.lo+l.packed]); err != nil {
+	if err := l.lz.startChunk(in.buf, in.lo, in.lo+l.packed); err != nil {
 		return false, err
 	}
 	l.kind = lzmaChunk

@@ -127,7 +127,7 @@ func NewReader(r io.Reader, dictMax uint32) (*Reader, error) {
 	z := &Reader{
 		dictMax: int(dictMax),
 		crc64T:  crc64.MakeTable(crc64.ECMA),
-		in:      input{buf: make([]byte, inBufSize)},
+		in:      input{buf: new(inBuf)},
 	}
 	return z, z.Reset(r)
 }
@@ -560,11 +560,15 @@ func uvarint(b []byte) (uint64, int) {
 	return 0, 0
 }
 
+// inBuf is an array, so that the decoder can index it with a mask and
+// without a bounds check (lzma.go).
+type inBuf [inBufSize]byte
+
 // input buffers the underlying reader, so that headers and whole LZMA2
 // chunks can be used in place.
 type input struct {
 	r      io.Reader
-	buf    []byte
+	buf    *inBuf
 	lo, hi int
 	off    int64 // bytes consumed since reset
 	err    error // of the underlying reader, sticky
@@ -585,7 +589,7 @@ func (in *input) fill(n int) error {
 			return in.err
 		}
 		if in.lo+n > len(in.buf) {
-			in.hi = copy(in.buf, in.buf[in.lo:in.hi])
+			in.hi = copy(in.buf[:], in.buf[in.lo:in.hi])
 			in.lo = 0
 		}
 		m, err := in.r.Read(in.buf[in.hi:])
