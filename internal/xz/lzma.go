@@ -173,13 +173,39 @@ func bit(p *prob, rng, code uint32, in *inBuf, ip int) (uint32, uint32, int, uin
 	return rng, code, ip, b
 }
 
+// branchless decodes a bit like bit, but computes both outcomes and
+// picks one with masks: the bits of literals and trees are too close to
+// even odds for a branch to be predicted. With m all ones for a 0, the
+// update p += (2048-p)>>5 is the same as p -= (p-2017)>>5 with an
+// arithmetic shift, and p -= p>>5 that with 0 for 2017. The range is
+// normalised by norm, which is separate so that both inline.
+func branchless(p *prob, rng, code uint32) (uint32, uint32, uint32) {
+	v := uint32(*p)
+	bound := (rng >> probBits) * v
+	m := uint32(int64(uint64(code)-uint64(bound)) >> 63)
+	rng = bound&m | (rng-bound)&^m
+	code -= bound &^ m
+	*p = prob(v - uint32(int32(v-(1<<probBits-1<<moveBits+1)&m)>>moveBits))
+	return rng, code, m + 1
+}
+
+func norm(rng, code uint32, in *inBuf, ip int) (uint32, uint32, int) {
+	if rng < topValue {
+		rng <<= 8
+		code = code<<8 | uint32(in[ip&(inBufSize-1)])
+		ip++
+	}
+	return rng, code, ip
+}
+
 // tree decodes an n-bit symbol, most significant bit first, over the
 // probabilities p[1 : 1<<n].
 func tree(p []prob, n uint, rng, code uint32, in *inBuf, ip int) (uint32, uint32, int, uint32) {
 	m := uint32(1)
 	for range n {
 		var b uint32
-		rng, code, ip, b = bit(&p[m&uint32(len(p)-1)], rng, code, in, ip)
+		rng, code, b = branchless(&p[m&uint32(len(p)-1)], rng, code)
+		rng, code, ip = norm(rng, code, in, ip)
 		m = m<<1 | b
 	}
 	return rng, code, ip, m - 1<<n
@@ -196,6 +222,39 @@ func reverseTree(p []prob, n int, rng, code uint32, in *inBuf, ip int) (uint32, 
 		sym |= b << i
 	}
 	return rng, code, ip, sym
+}
+
+// literal decodes a byte over the 0x100 probabilities of lit. It and
+// matchedLiteral are functions of their own, not part of decode's loop,
+// so that their few variables stay in registers.
+func literal(lit *[0x400]prob, rng, code uint32, in *inBuf, ip int) (uint32, uint32, int, uint32) {
+	sym := uint32(1)
+	for sym < 0x100 {
+		var b uint32
+		rng, code, b = branchless(&lit[sym], rng, code)
+		rng, code, ip = norm(rng, code, in, ip)
+		sym = sym<<1 | b
+	}
+	return rng, code, ip, sym & 0xff
+}
+
+// matchedLiteral decodes a literal after a match: the byte at rep0,
+// match, selects the probabilities for as long as the decoded bits agree
+// with its bits.
+func matchedLiteral(lit *[0x400]prob, match, rng, code uint32, in *inBuf, ip int) (uint32, uint32, int, uint32) {
+	sym := uint32(1)
+	offs := uint32(0x100)
+	for sym < 0x100 {
+		match <<= 1
+		mb := match & offs
+		var b uint32
+		rng, code, b = branchless(&lit[(offs+mb+sym)&0x3ff], rng, code)
+		rng, code, ip = norm(rng, code, in, ip)
+		sym = sym<<1 | b
+		// offs stays 0x100 while the bits agree, then turns 0.
+		offs &= mb ^ (b - 1)
+	}
+	return rng, code, ip, sym & 0xff
 }
 
 // length decodes a match length minus matchMinLen.
@@ -287,29 +346,15 @@ func (d *lzmaDecoder) decode(w *window, in *inBuf, lim int) error {
 			}
 			lc := d.lc & 7
 			lit := &p.literal[((pos&d.lpMsk)<<lc+prev>>(8-lc))&15]
-			sym := uint32(1)
+			var sym uint32
 			if state < 7 {
-				for sym < 0x100 {
-					rng, code, ip, b = bit(&lit[sym], rng, code, in, ip)
-					sym = sym<<1 | b
-				}
+				rng, code, ip, sym = literal(lit, rng, code, in, ip)
 			} else {
-				// The byte at rep0 steers the probabilities while the
-				// decoded bits agree with it (a "matched literal").
 				src := pos - rep0 - 1
 				if src < 0 {
 					src += len(buf)
 				}
-				match := uint32(buf[src])
-				offs := uint32(0x100)
-				for sym < 0x100 {
-					match <<= 1
-					mb := match & offs
-					rng, code, ip, b = bit(&lit[(offs+mb+sym)&0x3ff], rng, code, in, ip)
-					sym = sym<<1 | b
-					// offs stays 0x100 while the bits agree, then 0
-					offs &= mb ^ (b - 1)
-				}
+				rng, code, ip, sym = matchedLiteral(lit, uint32(buf[src]), rng, code, in, ip)
 			}
 			buf[pos] = byte(sym)
 			pos++
