@@ -226,6 +226,11 @@ func (z *Reader) truncated(where string, err error) error {
 // streamHeader reads the stream header (§2.1.1) and starts a stream.
 func (z *Reader) streamHeader() error {
 	b, err := z.in.take(headerLen)
+	if err == io.ErrUnexpectedEOF {
+		if b := z.in.buf[z.in.lo:z.in.hi]; !bytes.HasPrefix(headerMagic, b[:min(len(b), len(headerMagic))]) {
+			return fmt.Errorf("%w: magic bytes % x", ErrFormat, b)
+		}
+	}
 	if err != nil {
 		return z.truncated("stream header", err)
 	}
@@ -311,7 +316,7 @@ func (z *Reader) blockHeader() error {
 	}
 	if n := flags&3 + 1; n > 1 {
 		id, _ := uvarint(h)
-		return fmt.Errorf("%w: %d filters, the first %s; only LZMA2 alone is supported", ErrOptions, n, filterName(id))
+		return fmt.Errorf("%w: filter %s in a chain of %d; only LZMA2 alone is supported", ErrOptions, filterName(id), n)
 	}
 	id, err := field("filter ID")
 	if err != nil {
