@@ -152,7 +152,6 @@ func (d *lzmaDecoder) chunkDone(end int) bool {
 // against the chunk: past the chunk's end it reads other bytes, which
 // decode garbage, and the caller sees ip beyond the end and rejects the
 // chunk.
-//
 func bit(p *prob, rng, code uint32, in *inBuf, ip int) (uint32, uint32, int, uint32) {
 	bound := (rng >> probBits) * uint32(*p)
 	b := uint32(0)
