@@ -173,19 +173,20 @@ func bit(p *prob, rng, code uint32, in *inBuf, ip int) (uint32, uint32, int, uin
 }
 
 // branchless decodes a bit like bit, but computes both outcomes and
-// picks one with masks: the bits of literals and trees are too close to
-// even odds for a branch to be predicted. With m all ones for a 0, the
-// update p += (2048-p)>>5 is the same as p -= (p-2017)>>5 with an
-// arithmetic shift, and p -= p>>5 that with 0 for 2017. The range is
-// normalised by norm, which is separate so that both inline.
+// picks one: the bits of literals and trees are too close to even odds
+// for a branch to be predicted, and with nothing but assignments in the
+// if, the compiler makes it conditional moves. The range is normalised
+// by norm, which is separate so that both inline.
 func branchless(p *prob, rng, code uint32) (uint32, uint32, uint32) {
 	v := uint32(*p)
 	bound := (rng >> probBits) * v
-	m := uint32(int64(uint64(code)-uint64(bound)) >> 63)
-	rng = bound&m | (rng-bound)&^m
-	code -= bound &^ m
-	*p = prob(v - uint32(int32(v-(1<<probBits-1<<moveBits+1)&m)>>moveBits))
-	return rng, code, m + 1
+	r, c, np, b := rng-bound, code-bound, v-v>>moveBits, uint32(1)
+	p0 := v + (1<<probBits-v)>>moveBits
+	if code < bound {
+		r, c, np, b = bound, code, p0, 0
+	}
+	*p = prob(np)
+	return r, c, b
 }
 
 func norm(rng, code uint32, in *inBuf, ip int) (uint32, uint32, int) {
@@ -216,7 +217,8 @@ func reverseTree(p []prob, n int, rng, code uint32, in *inBuf, ip int) (uint32, 
 	m, sym := uint32(1), uint32(0)
 	for i := range n {
 		var b uint32
-		rng, code, ip, b = bit(&p[m-1], rng, code, in, ip)
+		rng, code, b = branchless(&p[m-1], rng, code)
+		rng, code, ip = norm(rng, code, in, ip)
 		m = m<<1 | b
 		sym |= b << i
 	}
@@ -372,7 +374,7 @@ func (d *lzmaDecoder) decode(w *window, in *inBuf, lim int) error {
 			if b == 0 {
 				rng, code, ip, b = bit(&p.isRep0Long[uint8(state<<4|uint32(posState))], rng, code, in, ip)
 				if b == 0 {
-					if !w.full && rep0 >= pos {
+					if rep0 >= len(buf) || !w.full && rep0 >= pos {
 						err = errDistance
 						break
 					}
