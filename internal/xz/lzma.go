@@ -1,6 +1,9 @@
 package xz
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // The LZMA decoder proper: a range decoder over adaptive binary
 // probabilities, feeding a literal coder, two length coders and a distance
@@ -437,7 +440,15 @@ func copyMatch(buf []byte, pos, dist, n int) int {
 		src = 0
 	}
 	if end-pos <= 8 {
-		// Most matches are short: a call to memmove costs more.
+		// Most matches are short: a call to memmove costs more. When
+		// the source is at least 8 bytes back, one 8-byte load and store
+		// do, whatever the length: the bytes stored beyond end are either
+		// not yet written or older than the dictionary size (window.alloc
+		// leaves windowSlack for that), so no valid match reads them.
+		if dist >= 7 && pos+8 <= len(buf) {
+			binary.LittleEndian.PutUint64(buf[pos:], binary.LittleEndian.Uint64(buf[src:]))
+			return end
+		}
 		for ; pos < end; pos, src = pos+1, src+1 {
 			buf[pos] = buf[src]
 		}

@@ -36,10 +36,15 @@ type window struct {
 	full bool // pos has wrapped: all of buf is history
 }
 
-// alloc gives the window n bytes (a multiple of 16, so that positions
-// modulo 16 are those of the uncompressed data, as pb and lp need),
-// reusing its buffer when it is large enough.
+// windowSlack is what the window has beyond the dictionary size, for
+// copyMatch.
+const windowSlack = 16
+
+// alloc gives the window n+windowSlack bytes (n a multiple of 16, so that
+// positions modulo 16 are those of the uncompressed data, as pb and lp
+// need), reusing its buffer when it is large enough.
 func (w *window) alloc(n int) {
+	n += windowSlack
 	if cap(w.buf) < n {
 		w.buf = nil // the old one can go before the new one comes
 		w.buf = make([]byte, n)
