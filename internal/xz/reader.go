@@ -74,7 +74,7 @@ const (
 // padding between them, from an underlying reader.
 type Reader struct {
 	in          input
-	dictMax     int
+	dictMax     int64
 	multistream bool
 	stage       stage
 	err         error // sticky
@@ -125,14 +125,14 @@ func NewReader(r io.Reader, dictMax uint32) (*Reader, error) {
 		dictMax = DefaultDictMax
 	}
 	z := &Reader{
-		dictMax: int(dictMax),
+		dictMax: int64(dictMax),
 		crc64T:  crc64.MakeTable(crc64.ECMA),
 		in:      input{buf: new(inBuf)},
 	}
 	return z, z.Reset(r)
 }
 
-// Reset makes z decode r as if new, keeping its buffers (the dictionary
+// Reset makes z decode r (not nil) as if new, keeping its buffers (the dictionary
 // among them) and its limit, and reads the stream header.
 func (z *Reader) Reset(r io.Reader) error {
 	z.in.reset(r)
@@ -340,11 +340,11 @@ func (z *Reader) blockHeader() error {
 	if dict > z.dictMax {
 		return fmt.Errorf("%w: %d MiB, more than %d MiB", ErrMemlimit, dict>>20, z.dictMax>>20)
 	}
-	if z.uncompressed >= 0 && z.uncompressed < int64(dict) {
+	if z.uncompressed >= 0 && z.uncompressed < dict {
 		// The block never reaches back further than its own bytes.
-		dict = max(minWindow, int(z.uncompressed+15)&^15)
+		dict = max(minWindow, (z.uncompressed+15)&^15)
 	}
-	z.lz.w.alloc(dict)
+	z.lz.w.alloc(int(dict))
 	z.lz.reset()
 	z.headerSize = int64(size)
 	z.dataStart = z.in.off
@@ -369,14 +369,14 @@ func filterName(id uint64) string {
 
 // dictSize decodes the LZMA2 dictionary size property (§5.3.1), rounded
 // up to a multiple of 16 (only 40, 4 GiB - 1, is not one).
-func dictSize(p byte) (int, error) {
+func dictSize(p byte) (int64, error) {
 	switch {
 	case p > 40:
 		return 0, fmt.Errorf("%w: LZMA2 dictionary size property %d", ErrOptions, p)
 	case p == 40:
 		return 1 << 32, nil
 	}
-	return (2 | int(p)&1) << (p/2 + 11), nil
+	return (2 | int64(p)&1) << (p/2 + 11), nil
 }
 
 // blockEnd verifies the sizes, padding and check of the block just
