@@ -244,19 +244,25 @@ func literal(lit *[0x400]prob, rng, code uint32, in *inBuf, ip int) (uint32, uin
 
 // matchedLiteral decodes a literal after a match: the byte at rep0,
 // match, selects the probabilities for as long as the decoded bits agree
-// with its bits.
+// with its bits; from the first that does not, it is a plain literal, in
+// a loop with less to compute per bit.
 func matchedLiteral(lit *[0x400]prob, match, rng, code uint32, in *inBuf, ip int) (uint32, uint32, int, uint32) {
 	sym := uint32(1)
-	offs := uint32(0x100)
 	for sym < 0x100 {
+		mb := match >> 7 & 1
 		match <<= 1
-		mb := match & offs
 		var b uint32
-		rng, code, b = branchless(&lit[(offs+mb+sym)&0x3ff], rng, code)
+		rng, code, b = branchless(&lit[(0x100+mb<<8+sym)&0x3ff], rng, code)
 		rng, code, ip = norm(rng, code, in, ip)
 		sym = sym<<1 | b
-		// offs stays 0x100 while the bits agree, then turns 0.
-		offs &= mb ^ (b - 1)
+		if b != mb {
+			// The rest decodes as a plain literal.
+			for sym < 0x100 {
+				rng, code, b = branchless(&lit[sym], rng, code)
+				rng, code, ip = norm(rng, code, in, ip)
+				sym = sym<<1 | b
+			}
+		}
 	}
 	return rng, code, ip, sym & 0xff
 }
