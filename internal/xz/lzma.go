@@ -19,7 +19,6 @@ import (
 // the decoded bytes go straight into the flat dictionary.
 
 const (
-	numStates   = 12
 	posBitsMax  = 4
 	probBits    = 11
 	probInit    = 1 << (probBits - 1)
@@ -34,7 +33,6 @@ const (
 	lenLowSyms    = 8
 	lenMidSyms    = 8
 	lenHighSyms   = 256
-	literalCoder  = 0x300
 	distStates    = 4
 )
 
@@ -62,7 +60,7 @@ type probs struct {
 	align      [1 << alignBits]prob
 	matchLen   lenProbs
 	repLen     lenProbs
-	literal    [16][0x400]prob // lc+lp <= 4; 0x300 of each are used
+	literal    [16][0x400]prob // (1<<lp)<<lc of them, 0x300 of each, are used
 }
 
 // lzmaDecoder is the state that lasts across decode calls: within a chunk
@@ -109,8 +107,8 @@ func (d *lzmaDecoder) resetState() {
 	for i := range p.posSlot {
 		fill(p.posSlot[i][:])
 	}
-	for i := range p.literal {
-		fill(p.literal[i][:])
+	for i := range (d.lpMsk + 1) << d.lc {
+		fill(p.literal[i&15][:0x300])
 	}
 	for _, l := range []*lenProbs{&p.matchLen, &p.repLen} {
 		l.choice, l.choice2 = probInit, probInit
@@ -192,6 +190,7 @@ func branchless(p *prob, rng, code uint32) (uint32, uint32, uint32) {
 	return r, c, b
 }
 
+// norm normalises the range after a bit, as bit does.
 func norm(rng, code uint32, in *inBuf, ip int) (uint32, uint32, int) {
 	if rng < topValue {
 		rng <<= 8
