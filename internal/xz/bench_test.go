@@ -9,8 +9,7 @@ import (
 
 // BenchmarkDecode decodes the middle 2 MiB of the test binary, compressed
 // by xz -6, or the .xz file $XZ_BENCH_FILE, to io.Discard with one reused
-// Reader. Compare with `xz -dc -T1` on the same file (see the package
-// comment of reader.go for the numbers measured).
+// Reader. Compare with `xz -dc -T1` on the same file.
 func BenchmarkDecode(b *testing.B) {
 	var in []byte
 	if f := os.Getenv("XZ_BENCH_FILE"); f != "" {

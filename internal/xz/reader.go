@@ -1,8 +1,11 @@
 // Package xz decodes the .xz format (https://tukaani.org/xz/xz-file-format.txt)
 // with the LZMA2 filter, which is what dpkg-deb and rpmbuild write.
 //
-// It replaces github.com/xi2/xz with the same API subset and about the
-// speed of liblzma: see lzma.go for where the speed comes from. The input
+// It replaces github.com/xi2/xz with the API subset the project uses. On
+// 113 MB of Go binaries it decodes 1.5× as fast as xi2/xz and within 10%
+// of liblzma (xz -dc -T1) on one core; lzma.go says where the speed comes
+// from. Filters other than LZMA2 (BCJ, delta), which xi2 decodes and
+// dpkg-deb and rpmbuild do not write, are refused by name. The input
 // is untrusted: every field is checked against the format, every size
 // against what was actually decoded, and memory is a dictionary of at most
 // the caller's limit plus fixed buffers, whatever the headers claim.
