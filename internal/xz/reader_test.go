@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 )
 
 // xzTool compresses data with the xz binary and args.
@@ -92,6 +93,7 @@ func TestDecodeXZTool(t *testing.T) {
 		{"incompressible (uncompressed chunks)", random, []string{"-6"}},
 		{"mixed chunks", append(bytes.Clone(random[:100<<10]), exe[:100<<10]...), []string{"-6"}},
 		{"zeros (long overlapping matches)", make([]byte, 3<<20), []string{"-6"}},
+		{"zeros, matches across the window's end", make([]byte, 1<<20), []string{"--lzma2=preset=6,dict=64KiB"}},
 		{"one byte", []byte{'x'}, []string{"-6"}},
 		{"empty", nil, []string{"-6"}},
 	}
@@ -105,6 +107,27 @@ func TestDecodeXZTool(t *testing.T) {
 				t.Fatalf("decoded %d bytes that differ from the %d compressed", len(got), len(tt.data))
 			}
 		})
+	}
+}
+
+// The Reader behaves as an io.Reader should whatever the sizes of the
+// reads on either side: one byte at a time from the source (every header
+// and chunk arrives in pieces), and every kind of read iotest makes.
+func TestReadSizes(t *testing.T) {
+	data := sampleBytes(t, 200<<10)
+	s := xzTool(t, data, "-6", "--block-size=50KiB", "--check=sha256")
+	z, err := NewReader(iotest.DataErrReader(iotest.OneByteReader(bytes.NewReader(s))), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(z); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("from a one-byte reader: %v, %d bytes, want %d", err, len(got), len(data))
+	}
+	if z, err = NewReader(bytes.NewReader(s), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := iotest.TestReader(z, data); err != nil {
+		t.Fatal(err)
 	}
 }
 
