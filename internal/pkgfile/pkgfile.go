@@ -45,7 +45,7 @@ import (
 	"github.com/nodeimage/reconcile/internal/pkgversion"
 	"github.com/nodeimage/reconcile/internal/platform"
 	"github.com/nodeimage/reconcile/internal/rootfs"
-	"github.com/xi2/xz"
+	"github.com/nodeimage/reconcile/internal/xz"
 )
 
 // Limits bound what a package may make this package read or allocate.
