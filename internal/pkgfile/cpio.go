@@ -7,7 +7,7 @@ import (
 
 // A reader of the cpio "newc" archives inside RPM payloads, written here
 // rather than taken from go-rpmutils because that one skips an unread entry
-// by allocating a buffer as large as the entry (FACTS) and parses numbers
+// by allocating a buffer as large as the entry and parses numbers
 // leniently. Entries are skipped by streaming to io.Discard.
 
 const cpioHeaderLen = 110

@@ -336,7 +336,7 @@ func referenceExtract(t testing.TB, f fixture, path string) []byte {
 	case platform.RPM:
 		needTool(t, lookTools("rpm2cpio", "cpio", "sh"))
 		// --no-absolute-filenames: cpio would otherwise write "/..." names
-		// onto the host (FACTS).
+		// onto the host.
 		cmd := fmt.Sprintf("rpm2cpio '%s' | cpio -idm --quiet --no-absolute-filenames", f.path)
 		if _, err := run(dir, "sh", "-c", cmd); err != nil {
 			t.Fatal(err)

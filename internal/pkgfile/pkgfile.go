@@ -579,7 +579,7 @@ func notFound(p *Package, want []string) *Error {
 }
 
 // bufSize is the read size around every compressed stream (decoders make
-// millions of tiny reads without it: FACTS, 19.7 s instead of 3.2 s for a
+// millions of tiny reads without it: 19.7 s instead of 3.2 s for a
 // 100 MiB xz deb) and the chunk size of every copy. Larger buys nothing
 // measurable and costs memory per decoder.
 const bufSize = 256 << 10
