@@ -5,6 +5,7 @@
 package apply
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -66,11 +68,12 @@ func (e *ActionError) Error() string {
 func (e *ActionError) Unwrap() error { return e.Err }
 
 // Apply runs the plan's actions in order; consecutive bake extractions and
-// fetches run in parallel (the downloads one at a time), consecutive
-// installs share one record write before their renames and one after, and
-// consecutive cache removals unlink at once. It stops at the first failure
-// of an ordered action and returns what was done so far with an
-// *ActionError (joined, for parallel extractions and cache removals).
+// fetches run in parallel (the downloads one at a time), the biggest cached
+// package first, and share one record write after their renames;
+// consecutive installs share one record write before their renames and one
+// after, and consecutive cache removals unlink at once. It stops at the
+// first failure of an ordered action and returns what was done so far with
+// an *ActionError (joined, for parallel extractions and cache removals).
 func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) {
 	if err := p.Err(); err != nil {
 		return nil, err
@@ -81,7 +84,8 @@ func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) 
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &run{o: o, rec: p.Record.Clone(), downloads: map[string]*downloaded{}, verified: map[string]func() (string, error){}}
+	r := &run{o: o, rec: p.Record.Clone(), renames: rootfs.Renames{Root: o.Root}, unsaved: map[string]bool{},
+		downloads: map[string]*downloaded{}, verified: map[string]func() (string, error){}}
 	if len(p.Forgotten) > 0 {
 		if err := observe.SaveRecord(o.Root, r.rec); err != nil {
 			return nil, err
@@ -134,8 +138,13 @@ func bakeWork(a plan.Action) bool {
 
 type run struct {
 	o   Options
-	mu  sync.Mutex // guards rec and its file
+	mu  sync.Mutex // guards rec and its file, renames and unsaved
 	rec state.Record
+	// renames and unsaved are what a group of extractions placed: the
+	// renames whose directories commit fsyncs, the paths rec names that
+	// the record on disk does not yet.
+	renames rootfs.Renames
+	unsaved map[string]bool
 
 	amu       sync.Mutex // guards downloads and verified
 	downloads map[string]*downloaded
@@ -146,26 +155,82 @@ type run struct {
 	fetching sync.Mutex
 }
 
+// batch runs a group of bake work: each download on a goroutine of its
+// own, the extractions and fetches on o.Parallel workers that take them in
+// the order of longestFirst. The binaries it placed are recorded once, when
+// all are done (commit).
 func (r *run) batch(ctx context.Context, actions []plan.Action) []plan.Result {
 	out := make([]plan.Result, len(actions))
-	sem := make(chan struct{}, r.o.Parallel)
 	r.expectDownloads(actions)
+	order := r.longestFirst(actions)
+	work := make(chan int, len(order))
+	for _, i := range order {
+		work <- i
+	}
+	close(work)
 	var wg sync.WaitGroup
 	for i, a := range actions {
+		if a.Op == plan.Download {
+			wg.Go(func() { out[i] = r.one(ctx, a, r.do) })
+		}
+	}
+	for range min(r.o.Parallel, len(order)) {
 		wg.Go(func() {
-			// Downloads take no extraction slot, and an extraction waits
-			// for its download before it takes one.
-			if a.Op != plan.Download {
-				r.awaitDownload(ctx, a)
-				sem <- struct{}{}
-				defer func() { <-sem }()
+			for i := range work {
+				r.awaitDownload(ctx, actions[i])
+				out[i] = r.one(ctx, actions[i], r.do)
 			}
-			out[i] = r.one(ctx, a, r.do)
 		})
 	}
 	wg.Wait()
 	r.forgetFailed(out)
+	r.commit(out)
 	return out
+}
+
+// longestFirst orders a batch's extractions and fetches (not its
+// downloads, which take no worker): the fetches first, in plan order, so
+// that the package manager's one-at-a-time downloads start at once; then
+// the extractions that need no download, the largest package or tarball
+// first (longest processing time first: the last to finish are the
+// shortest, so no worker idles long while another ends a big one alone);
+// last the extractions that wait for a download of this run, which would
+// hold a worker while they wait.
+func (r *run) longestFirst(actions []plan.Action) []int {
+	type job struct {
+		i, class int
+		size     int64
+	}
+	var jobs []job
+	for i, a := range actions {
+		switch {
+		case a.Op == plan.Download:
+		case a.Op == plan.Fetch:
+			jobs = append(jobs, job{i: i})
+		case a.Source == "" || a.ArtifactFile != "":
+			j := job{i: i, class: 1}
+			file := a.PackageFile
+			if a.Source != "" {
+				file = a.ArtifactFile
+			}
+			// A size only ranks the work: a file that cannot be
+			// stated ranks last, and its extraction says why.
+			if fi, err := r.o.Root.Lstat(rootfs.Rel(file)); err == nil {
+				j.size = fi.Size()
+			}
+			jobs = append(jobs, j)
+		default:
+			jobs = append(jobs, job{i: i, class: 2})
+		}
+	}
+	slices.SortStableFunc(jobs, func(x, y job) int {
+		return cmp.Or(cmp.Compare(x.class, y.class), cmp.Compare(y.size, x.size))
+	})
+	order := make([]int, len(jobs))
+	for k, j := range jobs {
+		order[k] = j.i
+	}
+	return order
 }
 
 func (r *run) one(ctx context.Context, a plan.Action, do func(context.Context, plan.Action, *plan.Result) error) plan.Result {
@@ -294,7 +359,7 @@ func (r *run) place(ctx context.Context, a plan.Action, stage string, written ro
 		return err
 	}
 	dest := rootfs.Rel(a.Path)
-	if err := rootfs.Rename(r.o.Root, stage, dest); err != nil {
+	if err := r.rename(stage, dest); err != nil {
 		return err
 	}
 	res.Size, res.SHA256 = written.Size, written.SHA256
@@ -318,7 +383,8 @@ func (r *run) place(ctx context.Context, a plan.Action, stage string, written ro
 			warn(CodeVersionMismatch, "%s names %s in its %s, not the manifest's version %s", a.Path, info.Version, info.From, a.Version.Upstream)
 		}
 	}
-	return r.remember(a.Path, b)
+	r.remember(a.Path, b)
+	return nil
 }
 
 // stageName is where an extraction writes a's binary first: what it is
@@ -534,11 +600,47 @@ func (r *run) installByCopy(a plan.Action, b state.Binary) error {
 	return nil
 }
 
-func (r *run) remember(p string, b state.Binary) error {
+// rename moves a placed binary onto its path; commit makes it durable.
+func (r *run) rename(from, to string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.renames.Rename(from, to)
+}
+
+// remember names a placed binary in the record; commit writes it.
+func (r *run) remember(p string, b state.Binary) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.rec.Files[p] = b
-	return observe.SaveRecord(r.o.Root, r.rec)
+	r.unsaved[p] = true
+}
+
+// commit fsyncs the directories of a batch's renames once, then records
+// every binary it placed in one write, where one write per binary (each
+// rewriting the whole record, with two fsyncs) made a bake of n entries
+// write O(n²) bytes, and each extraction wait for the disk in its worker.
+// A crash before the write leaves binaries the record does not name, which
+// the next bake extracts again; a crash before the fsync may undo renames,
+// which no record claims yet. An error fails every action whose binary it
+// leaves unrecorded.
+func (r *run) commit(out []plan.Result) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.unsaved) == 0 {
+		return
+	}
+	err := r.renames.Sync()
+	if err == nil {
+		err = observe.SaveRecord(r.o.Root, r.rec)
+	}
+	if err != nil {
+		for i := range out {
+			if out[i].Err == nil && r.unsaved[out[i].Action.Path] {
+				out[i].Err = err
+			}
+		}
+	}
+	clear(r.unsaved)
 }
 
 // removes deletes files, then forgets the recorded ones in one record
