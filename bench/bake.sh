@@ -5,12 +5,14 @@
 # Go-binary bytes, already in the root's package caches (bake extracts a
 # cached package and fetches nothing; --offline makes sure). One hyperfine
 # run times the whole bake, a one-entry bake of each package alone (the
-# slowest of which is the goal's yardstick), and the seed's shell for the
-# whole distro: dpkg-deb -x (rpm2cpio | cpio) + install per package, in
-# sequence. Issue 14's goal: the whole bake within 1.2x the slowest single
-# package on 2 cores. Also peak RSS of the whole bake with GOMAXPROCS=2 and
-# 16. Prints a markdown table; with BENCH_OUT set, leaves it and the
-# hyperfine JSON there.
+# biggest, the slowest, is the goal's yardstick; their sum over the cores
+# the bound), and the seed's shell for the whole distro: dpkg-deb -x
+# (rpm2cpio | cpio) + install per package, in sequence. Issue 14's goal:
+# the whole bake within 1.2x the slowest single package on 2 cores. Also
+# peak RSS of the whole bake with GOMAXPROCS=2 and 16. DISTRO (default
+# ubuntu-24.04), COMP, SIZES and RUNS (default 10) change the set-up.
+# Prints a markdown table; with BENCH_OUT set, leaves it and the hyperfine
+# JSON there.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -170,27 +172,37 @@ rss() { # GOMAXPROCS → peak RSS (MiB) of the whole bake
 rss2=$(rss 2)
 rss16=$(rss 16)
 
+# The yardstick: the biggest package alone. Its entries (six kubelets)
+# hold the same bytes, so the runs of all of them pool into one median,
+# steadier on a shared machine than the slowest of noisy medians.
+big=
+while IFS=$'\t' read -r tool _; do
+	if [ -z "$big" ] || [ "${size_mb[$tool]}" -gt "${size_mb[$big]}" ]; then big=$tool; fi
+done <"$work/entries.tsv"
+
 table=$work/bake.md
-jq -r --arg distro "$DISTRO" --arg comp "$comp" --arg format "$format" --argjson n "$n" --argjson mb "$mb_total" \
+jq -r --arg big "$big" --arg distro "$DISTRO" --arg comp "$comp" --arg format "$format" --argjson n "$n" --argjson mb "$mb_total" \
 	--argjson cores "$(nproc)" --argjson rss2 "$rss2" --argjson rss16 "$rss16" '
 	def ms: . * 1000 * 10 | round / 10;
 	def r2: . * 100 | round / 100;
+	def median: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
 	(.results | map(select(.command | endswith(" alone")))) as $one
-	| ($one | max_by(.median)) as $slow
+	| ($one | map(select(.command | startswith("reconcile bake, \($big) ")))) as $bigs
+	| ($bigs | map(.times[]) | median) as $slow
 	| (.results[] | select(.command == "reconcile bake, whole distro")) as $whole
 	| (.results[] | select(.command | startswith("shell"))) as $shell
 	| ($one | map(.median) | add) as $sum
 	| ($one | map(.user + .system) | add) as $cpu
 	| ([$cores, $n] | min) as $k
 	| ($sum / $k) as $bound
-	| ($whole.median / $slow.median) as $ratio
+	| ($whole.median / $slow) as $ratio
 	| "| bake \($distro) amd64: \($n) \($comp) \($format)s, \($mb) MB of binaries | median ms | ÷ slowest alone | CPU ms (user+sys) |",
 	  "|---|---|---|---|",
-	  (.results[] | "| \(.command) | \(.median | ms) | \(.median / $slow.median | r2)× | \(.user + .system | ms) |"),
+	  (.results[] | "| \(.command) | \(.median | ms) | \(.median / $slow | r2)× | \(.user + .system | ms) |"),
 	  "",
-	  "The whole bake takes \($ratio | r2)× the slowest package alone (\($slow.command | sub("reconcile bake, "; "") | sub(" alone"; ""))); goal ≤ 1.2×: \(if $ratio <= 1.2 then "✓ met" else "✗ not met" end). It takes \($whole.median / $shell.median | r2)× the seed'"'"'s shell for the same packages.",
+	  "The whole bake takes \($ratio | r2)× the slowest package alone (\($big), the biggest: the median of the \($bigs | map(.times | length) | add) runs of its \($bigs | length) entries alone, \($slow | ms) ms); goal ≤ 1.2×: \(if $ratio <= 1.2 then "✓ met" else "✗ not met" end). It takes \($whole.median / $shell.median | r2)× the seed'"'"'s shell for the same packages.",
 	  "",
-	  "The bound on this machine: the \($n) packages baked one at a time take \($sum | ms) ms in all, spread evenly over \($k) cores \($bound | ms) ms, \($bound / $slow.median | r2)× the slowest alone\(if $bound / $slow.median > 1.2 then ": the goal of 1.2× is beyond what \($cores) cores can do for \($mb) MB of binaries" else "" end). The whole bake takes \($whole.median / $bound | r2)× that bound\(if $whole.median < $bound then " (less than 1: one bake pays start-up and planning once, and keeps both cores busy where a package alone does not)" else "" end); by CPU time (\($cpu | ms) ms for the packages one at a time, \($cpu / $cores | ms) ms on \($cores) cores) it takes \($whole.median / ($cpu / $cores) | r2)×. Peak RSS of the whole bake: \($rss2) MiB with GOMAXPROCS=2, \($rss16) MiB with GOMAXPROCS=16."
+	  "The bound on this machine: the \($n) packages baked one at a time take \($sum | ms) ms in all, spread evenly over \($k) cores \($bound | ms) ms, \($bound / $slow | r2)× the slowest alone\(if $bound / $slow > 1.2 then ": the goal of 1.2× is beyond what \($cores) cores can do for \($mb) MB of binaries" else "" end). The whole bake takes \($whole.median / $bound | r2)× that bound\(if $whole.median < $bound then " (less than 1: one bake pays start-up and planning once, and keeps both cores busy where a package alone does not)" else "" end); by CPU time (\($cpu | ms) ms for the packages one at a time, \($cpu / $cores | ms) ms on \($cores) cores) it takes \($whole.median / ($cpu / $cores) | r2)×. Peak RSS of the whole bake: \($rss2) MiB with GOMAXPROCS=2, \($rss16) MiB with GOMAXPROCS=16."
 ' "$work/bake.json" >"$table"
 cat "$table"
 if [ -n "${BENCH_OUT:-}" ]; then
