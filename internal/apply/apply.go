@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path"
 	"slices"
@@ -156,31 +157,36 @@ type run struct {
 }
 
 // batch runs a group of bake work: each download on a goroutine of its
-// own, the extractions and fetches on o.Parallel workers that take them in
-// the order of longestFirst. The binaries it placed are recorded once, when
-// all are done (commit).
+// own, the extractions and fetches o.Parallel at a time. Those that need no
+// download of this run take their turns in the order of longestFirst; an
+// extraction from a download waits for it before it queues for a turn.
+// The binaries the group placed are recorded once, when all are done
+// (commit).
 func (r *run) batch(ctx context.Context, actions []plan.Action) []plan.Result {
 	out := make([]plan.Result, len(actions))
 	r.expectDownloads(actions)
-	order := r.longestFirst(actions)
-	work := make(chan int, len(order))
-	for _, i := range order {
-		work <- i
-	}
-	close(work)
+	turns := make(chan struct{}, r.o.Parallel)
 	var wg sync.WaitGroup
+	// run does actions[i] in a turn taken, and gives the turn back.
+	run := func(i int) {
+		defer func() { <-turns }()
+		out[i] = r.one(ctx, actions[i], r.do)
+	}
 	for i, a := range actions {
-		if a.Op == plan.Download {
+		switch {
+		case a.Op == plan.Download:
 			wg.Go(func() { out[i] = r.one(ctx, a, r.do) })
+		case awaitsDownload(a):
+			wg.Go(func() {
+				r.awaitDownload(ctx, a)
+				turns <- struct{}{}
+				run(i)
+			})
 		}
 	}
-	for range min(r.o.Parallel, len(order)) {
-		wg.Go(func() {
-			for i := range work {
-				r.awaitDownload(ctx, actions[i])
-				out[i] = r.one(ctx, actions[i], r.do)
-			}
-		})
+	for _, i := range r.longestFirst(actions) {
+		turns <- struct{}{}
+		wg.Go(func() { run(i) })
 	}
 	wg.Wait()
 	r.forgetFailed(out)
@@ -188,44 +194,38 @@ func (r *run) batch(ctx context.Context, actions []plan.Action) []plan.Result {
 	return out
 }
 
-// longestFirst orders a batch's extractions and fetches (not its
-// downloads, which take no worker): the fetches first, in plan order, so
-// that the package manager's one-at-a-time downloads start at once; then
-// the extractions that need no download, the largest package or tarball
-// first (longest processing time first: the last to finish are the
-// shortest, so no worker idles long while another ends a big one alone);
-// last the extractions that wait for a download of this run, which would
-// hold a worker while they wait.
+// longestFirst orders a batch's fetches and the extractions that need no
+// download of this run: the fetches first, in plan order, so that the
+// package manager's one-at-a-time downloads start at once; then the
+// extractions, the largest package or tarball first (longest processing
+// time first: the last to finish are the shortest, so no turn idles long
+// while another ends a big one alone).
 func (r *run) longestFirst(actions []plan.Action) []int {
 	type job struct {
-		i, class int
-		size     int64
+		i    int
+		size int64 // a fetch's package is not there yet: it ranks first
 	}
 	var jobs []job
 	for i, a := range actions {
 		switch {
-		case a.Op == plan.Download:
+		case a.Op == plan.Download || awaitsDownload(a):
 		case a.Op == plan.Fetch:
-			jobs = append(jobs, job{i: i})
-		case a.Source == "" || a.ArtifactFile != "":
-			j := job{i: i, class: 1}
+			jobs = append(jobs, job{i: i, size: math.MaxInt64})
+		default:
 			file := a.PackageFile
 			if a.Source != "" {
 				file = a.ArtifactFile
 			}
 			// A size only ranks the work: a file that cannot be
 			// stated ranks last, and its extraction says why.
+			j := job{i: i}
 			if fi, err := r.o.Root.Lstat(rootfs.Rel(file)); err == nil {
 				j.size = fi.Size()
 			}
 			jobs = append(jobs, j)
-		default:
-			jobs = append(jobs, job{i: i, class: 2})
 		}
 	}
-	slices.SortStableFunc(jobs, func(x, y job) int {
-		return cmp.Or(cmp.Compare(x.class, y.class), cmp.Compare(y.size, x.size))
-	})
+	slices.SortStableFunc(jobs, func(x, y job) int { return cmp.Compare(y.size, x.size) })
 	order := make([]int, len(jobs))
 	for k, j := range jobs {
 		order[k] = j.i
