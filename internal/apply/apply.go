@@ -618,7 +618,7 @@ func (r *run) remember(p string, b state.Binary) {
 // commit fsyncs the directories of a batch's renames once, then records
 // every binary it placed in one write, where one write per binary (each
 // rewriting the whole record, with two fsyncs) made a bake of n entries
-// write O(n²) bytes, and each extraction wait for the disk in its worker.
+// write O(n²) bytes, and each extraction wait for the disk in its turn.
 // A crash before the write leaves binaries the record does not name, which
 // the next bake extracts again; a crash before the fsync may undo renames,
 // which no record claims yet. An error fails every action whose binary it
