@@ -10,7 +10,8 @@
 # (rpm2cpio | cpio) + install per package, in sequence. Issue 14's goal:
 # the whole bake within 1.2x the slowest single package on 2 cores. Also
 # peak RSS of the whole bake with GOMAXPROCS=2 and 16. DISTRO (default
-# ubuntu-24.04), COMP, SIZES and RUNS (default 10) change the set-up.
+# ubuntu-24.04), COMP, SIZES, RUNS (default 10) and RECONCILE change the
+# set-up.
 # Prints a markdown table; with BENCH_OUT set, leaves it and the hyperfine
 # JSON there.
 set -euo pipefail
@@ -38,8 +39,9 @@ cache=${BENCH_CACHE:-${TMPDIR:-/tmp}/reconcile-bench}/bake-$DISTRO-$comp
 work=$(mktemp -d /var/tmp/reconcile-bench-bake.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$cache/pkgs"
-(cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$work/reconcile" ./cmd/reconcile)
-bin=$work/reconcile
+# RECONCILE names another build to measure (an older commit's, to compare).
+bin=${RECONCILE:-$work/reconcile}
+[ -n "${RECONCILE:-}" ] || (cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$bin" ./cmd/reconcile)
 bench_payload 100 "$cache/payload"
 
 # The entries, from the plan of a bake into an empty root: every one is a
@@ -192,7 +194,6 @@ jq -r --arg big "$big" --arg distro "$DISTRO" --arg comp "$comp" --arg format "$
 	| (.results[] | select(.command == "reconcile bake, whole distro")) as $whole
 	| (.results[] | select(.command | startswith("shell"))) as $shell
 	| ($one | map(.median) | add) as $sum
-	| ($one | map(.user + .system) | add) as $cpu
 	| ([$cores, $n] | min) as $k
 	| ($sum / $k) as $bound
 	| ($whole.median / $slow) as $ratio
@@ -202,7 +203,7 @@ jq -r --arg big "$big" --arg distro "$DISTRO" --arg comp "$comp" --arg format "$
 	  "",
 	  "The whole bake takes \($ratio | r2)× the slowest package alone (\($big), the biggest: the median of the \($bigs | map(.times | length) | add) runs of its \($bigs | length) entries alone, \($slow | ms) ms); goal ≤ 1.2×: \(if $ratio <= 1.2 then "✓ met" else "✗ not met" end). It takes \($whole.median / $shell.median | r2)× the seed'"'"'s shell for the same packages.",
 	  "",
-	  "The bound on this machine: the \($n) packages baked one at a time take \($sum | ms) ms in all, spread evenly over \($k) cores \($bound | ms) ms, \($bound / $slow | r2)× the slowest alone\(if $bound / $slow > 1.2 then ": the goal of 1.2× is beyond what \($cores) cores can do for \($mb) MB of binaries" else "" end). The whole bake takes \($whole.median / $bound | r2)× that bound\(if $whole.median < $bound then " (less than 1: one bake pays start-up and planning once, and keeps both cores busy where a package alone does not)" else "" end); by CPU time (\($cpu | ms) ms for the packages one at a time, \($cpu / $cores | ms) ms on \($cores) cores) it takes \($whole.median / ($cpu / $cores) | r2)×. Peak RSS of the whole bake: \($rss2) MiB with GOMAXPROCS=2, \($rss16) MiB with GOMAXPROCS=16."
+	  "The bound on this machine: the \($n) packages baked one at a time take \($sum | ms) ms in all, spread evenly over \($k) cores \($bound | ms) ms, \($bound / $slow | r2)× the slowest alone\(if $bound / $slow > 1.2 then ": the goal of 1.2× is beyond what \($cores) cores can do for \($mb) MB of binaries" else "" end). The whole bake takes \($whole.median / $bound | r2)× that bound\(if $whole.median < $bound then " (less than 1: one bake pays start-up and planning once, and keeps both cores busy where a package alone does not)" else "" end). Its own CPU time, \($whole.user + $whole.system | ms) ms, spread over \($cores) cores is \(($whole.user + $whole.system) / $cores | ms) ms: the whole bake keeps the cores \(($whole.user + $whole.system) / $cores / $whole.median * 100 | round)% busy. Peak RSS of the whole bake: \($rss2) MiB with GOMAXPROCS=2, \($rss16) MiB with GOMAXPROCS=16."
 ' "$work/bake.json" >"$table"
 cat "$table"
 if [ -n "${BENCH_OUT:-}" ]; then
