@@ -159,6 +159,9 @@ $bake --root "$whole" >/dev/null
 
 args=(--prepare "$(reset "$whole")" -n "reconcile bake, whole distro" "$bake --root $whole")
 args+=(--prepare "$(reset "$whole")" -n "shell, whole distro in sequence" "$work/shell-bake.sh $whole $format $work/shell.tsv")
+# The disk's part of the bound: as many bytes as the binaries, written and
+# fsynced (bake fsyncs every binary before its rename; the shell does not).
+args+=(--prepare "rm -f $work/floor && sync" -n "floor: dd the same bytes, fsynced" "dd if=/dev/zero of=$work/floor bs=1000000 count=$mb_total conv=fsync status=none")
 i=0
 while IFS=$'\t' read -r tool pkg ver path _; do
 	i=$((i + 1))
@@ -193,6 +196,7 @@ jq -r --arg big "$big" --arg distro "$DISTRO" --arg comp "$comp" --arg format "$
 	| ($bigs | map(.times[]) | median) as $slow
 	| (.results[] | select(.command == "reconcile bake, whole distro")) as $whole
 	| (.results[] | select(.command | startswith("shell"))) as $shell
+	| (.results[] | select(.command | startswith("floor"))) as $floor
 	| ($one | map(.median) | add) as $sum
 	| ([$cores, $n] | min) as $k
 	| ($sum / $k) as $bound
@@ -203,7 +207,7 @@ jq -r --arg big "$big" --arg distro "$DISTRO" --arg comp "$comp" --arg format "$
 	  "",
 	  "The whole bake takes \($ratio | r2)× the slowest package alone (\($big), the biggest: the median of the \($bigs | map(.times | length) | add) runs of its \($bigs | length) entries alone, \($slow | ms) ms); goal ≤ 1.2×: \(if $ratio <= 1.2 then "✓ met" else "✗ not met" end). It takes \($whole.median / $shell.median | r2)× the seed'"'"'s shell for the same packages.",
 	  "",
-	  "The bound on this machine: the \($n) packages baked one at a time take \($sum | ms) ms in all, spread evenly over \($k) cores \($bound | ms) ms, \($bound / $slow | r2)× the slowest alone\(if $bound / $slow > 1.2 then ": the goal of 1.2× is beyond what \($cores) cores can do for \($mb) MB of binaries" else "" end). The whole bake takes \($whole.median / $bound | r2)× that bound\(if $whole.median < $bound then " (less than 1: one bake pays start-up and planning once, and keeps both cores busy where a package alone does not)" else "" end). Its own CPU time, \($whole.user + $whole.system | ms) ms, spread over \($cores) cores is \(($whole.user + $whole.system) / $cores | ms) ms: the whole bake keeps the cores \(($whole.user + $whole.system) / $cores / $whole.median * 100 | round)% busy. Peak RSS of the whole bake: \($rss2) MiB with GOMAXPROCS=2, \($rss16) MiB with GOMAXPROCS=16."
+	  "The bound on this machine: the \($n) packages baked one at a time take \($sum | ms) ms in all, spread evenly over \($k) cores \($bound | ms) ms, \($bound / $slow | r2)× the slowest alone\(if $bound / $slow > 1.2 then ": the goal of 1.2× is beyond what \($cores) cores can do for \($mb) MB of binaries" else "" end). The whole bake takes \($whole.median / $bound | r2)× that bound\(if $whole.median < $bound then " (less than 1: one bake pays start-up and planning once, and keeps both cores busy where a package alone does not)" else "" end). Its own CPU time, \($whole.user + $whole.system | ms) ms, spread over \($cores) cores is \(($whole.user + $whole.system) / $cores | ms) ms: the whole bake keeps the cores \(($whole.user + $whole.system) / $cores / $whole.median * 100 | round)% busy. The disk writes the \($mb) MB (fsynced) in \($floor.median | ms) ms in this run: \(if $floor.median > ($whole.user + $whole.system) / $cores then "here the disk, not the cores, bounds the bake" else "below the cores'"'"' part, so the cores bound the bake" end) (the shell, which fsyncs nothing, need not wait for it). Peak RSS of the whole bake: \($rss2) MiB with GOMAXPROCS=2, \($rss16) MiB with GOMAXPROCS=16."
 ' "$work/bake.json" >"$table"
 cat "$table"
 if [ -n "${BENCH_OUT:-}" ]; then
