@@ -5,14 +5,17 @@
 package apply
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -66,11 +69,12 @@ func (e *ActionError) Error() string {
 func (e *ActionError) Unwrap() error { return e.Err }
 
 // Apply runs the plan's actions in order; consecutive bake extractions and
-// fetches run in parallel (the downloads one at a time), consecutive
-// installs share one record write before their renames and one after, and
-// consecutive cache removals unlink at once. It stops at the first failure
-// of an ordered action and returns what was done so far with an
-// *ActionError (joined, for parallel extractions and cache removals).
+// fetches run in parallel (the downloads one at a time), the biggest cached
+// package first, and share one record write after their renames;
+// consecutive installs share one record write before their renames and one
+// after, and consecutive cache removals unlink at once. It stops at the
+// first failure of an ordered action and returns what was done so far with
+// an *ActionError (joined, for parallel extractions and cache removals).
 func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) {
 	if err := p.Err(); err != nil {
 		return nil, err
@@ -81,7 +85,8 @@ func Apply(ctx context.Context, p *plan.Plan, o Options) ([]plan.Result, error) 
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &run{o: o, rec: p.Record.Clone(), downloads: map[string]*downloaded{}, verified: map[string]func() (string, error){}}
+	r := &run{o: o, rec: p.Record.Clone(), renames: rootfs.Renames{Root: o.Root}, unsaved: map[string]bool{},
+		downloads: map[string]*downloaded{}, verified: map[string]func() (string, error){}}
 	if len(p.Forgotten) > 0 {
 		if err := observe.SaveRecord(o.Root, r.rec); err != nil {
 			return nil, err
@@ -134,8 +139,13 @@ func bakeWork(a plan.Action) bool {
 
 type run struct {
 	o   Options
-	mu  sync.Mutex // guards rec and its file
+	mu  sync.Mutex // guards rec and its file, renames and unsaved
 	rec state.Record
+	// renames and unsaved are what a group of extractions placed: the
+	// renames whose directories commit fsyncs, the paths rec names that
+	// the record on disk does not yet.
+	renames rootfs.Renames
+	unsaved map[string]bool
 
 	amu       sync.Mutex // guards downloads and verified
 	downloads map[string]*downloaded
@@ -146,26 +156,81 @@ type run struct {
 	fetching sync.Mutex
 }
 
+// batch runs a group of bake work: each download on a goroutine of its
+// own, the extractions and fetches o.Parallel at a time. Those that need no
+// download of this run take their turns in the order of longestFirst; an
+// extraction from a download waits for it before it queues for a turn.
+// The binaries the group placed are recorded once, when all are done
+// (commit).
 func (r *run) batch(ctx context.Context, actions []plan.Action) []plan.Result {
 	out := make([]plan.Result, len(actions))
-	sem := make(chan struct{}, r.o.Parallel)
 	r.expectDownloads(actions)
+	turns := make(chan struct{}, r.o.Parallel)
 	var wg sync.WaitGroup
+	// run does actions[i] in a turn taken, and gives the turn back.
+	run := func(i int) {
+		defer func() { <-turns }()
+		out[i] = r.one(ctx, actions[i], r.do)
+	}
 	for i, a := range actions {
-		wg.Go(func() {
-			// Downloads take no extraction slot, and an extraction waits
-			// for its download before it takes one.
-			if a.Op != plan.Download {
+		switch {
+		case a.Op == plan.Download:
+			wg.Go(func() { out[i] = r.one(ctx, a, r.do) })
+		case awaitsDownload(a):
+			wg.Go(func() {
 				r.awaitDownload(ctx, a)
-				sem <- struct{}{}
-				defer func() { <-sem }()
-			}
-			out[i] = r.one(ctx, a, r.do)
-		})
+				turns <- struct{}{}
+				run(i)
+			})
+		}
+	}
+	for _, i := range r.longestFirst(actions) {
+		turns <- struct{}{}
+		wg.Go(func() { run(i) })
 	}
 	wg.Wait()
 	r.forgetFailed(out)
+	r.commit(out)
 	return out
+}
+
+// longestFirst orders a batch's fetches and the extractions that need no
+// download of this run: the fetches first, in plan order, so that the
+// package manager's one-at-a-time downloads start at once; then the
+// extractions, the largest package or tarball first (longest processing
+// time first: the last to finish are the shortest, so no turn idles long
+// while another ends a big one alone).
+func (r *run) longestFirst(actions []plan.Action) []int {
+	type job struct {
+		i    int
+		size int64 // a fetch's package is not there yet: it ranks first
+	}
+	var jobs []job
+	for i, a := range actions {
+		switch {
+		case a.Op == plan.Download || awaitsDownload(a):
+		case a.Op == plan.Fetch:
+			jobs = append(jobs, job{i: i, size: math.MaxInt64})
+		default:
+			file := a.PackageFile
+			if a.Source != "" {
+				file = a.ArtifactFile
+			}
+			// A size only ranks the work: a file that cannot be
+			// stated ranks last, and its extraction says why.
+			j := job{i: i}
+			if fi, err := r.o.Root.Lstat(rootfs.Rel(file)); err == nil {
+				j.size = fi.Size()
+			}
+			jobs = append(jobs, j)
+		}
+	}
+	slices.SortStableFunc(jobs, func(x, y job) int { return cmp.Compare(y.size, x.size) })
+	order := make([]int, len(jobs))
+	for k, j := range jobs {
+		order[k] = j.i
+	}
+	return order
 }
 
 func (r *run) one(ctx context.Context, a plan.Action, do func(context.Context, plan.Action, *plan.Result) error) plan.Result {
@@ -294,7 +359,7 @@ func (r *run) place(ctx context.Context, a plan.Action, stage string, written ro
 		return err
 	}
 	dest := rootfs.Rel(a.Path)
-	if err := rootfs.Rename(r.o.Root, stage, dest); err != nil {
+	if err := r.rename(stage, dest); err != nil {
 		return err
 	}
 	res.Size, res.SHA256 = written.Size, written.SHA256
@@ -318,7 +383,8 @@ func (r *run) place(ctx context.Context, a plan.Action, stage string, written ro
 			warn(CodeVersionMismatch, "%s names %s in its %s, not the manifest's version %s", a.Path, info.Version, info.From, a.Version.Upstream)
 		}
 	}
-	return r.remember(a.Path, b)
+	r.remember(a.Path, b)
+	return nil
 }
 
 // stageName is where an extraction writes a's binary first: what it is
@@ -534,11 +600,47 @@ func (r *run) installByCopy(a plan.Action, b state.Binary) error {
 	return nil
 }
 
-func (r *run) remember(p string, b state.Binary) error {
+// rename moves a placed binary onto its path; commit makes it durable.
+func (r *run) rename(from, to string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.renames.Rename(from, to)
+}
+
+// remember names a placed binary in the record; commit writes it.
+func (r *run) remember(p string, b state.Binary) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.rec.Files[p] = b
-	return observe.SaveRecord(r.o.Root, r.rec)
+	r.unsaved[p] = true
+}
+
+// commit fsyncs the directories of a batch's renames once, then records
+// every binary it placed in one write, where one write per binary (each
+// rewriting the whole record, with two fsyncs) made a bake of n entries
+// write O(n²) bytes, and each extraction wait for the disk in its turn.
+// A crash before the write leaves binaries the record does not name, which
+// the next bake extracts again; a crash before the fsync may undo renames,
+// which no record claims yet. An error fails every action whose binary it
+// leaves unrecorded.
+func (r *run) commit(out []plan.Result) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.unsaved) == 0 {
+		return
+	}
+	err := r.renames.Sync()
+	if err == nil {
+		err = observe.SaveRecord(r.o.Root, r.rec)
+	}
+	if err != nil {
+		for i := range out {
+			if out[i].Err == nil && r.unsaved[out[i].Action.Path] {
+				out[i].Err = err
+			}
+		}
+	}
+	clear(r.unsaved)
 }
 
 // removes deletes files, then forgets the recorded ones in one record

@@ -56,10 +56,16 @@ func (r *run) downloadOf(a plan.Action) *downloaded {
 	return r.downloads[key(a)]
 }
 
+// awaitsDownload reports whether a is an extraction from an artifact that
+// a Download of the run brings.
+func awaitsDownload(a plan.Action) bool {
+	return a.Op == plan.Extract && a.Source != "" && a.ArtifactFile == ""
+}
+
 // awaitDownload returns once the download an artifact Extract reads is
 // done (or ctx ends); at once for any other action.
 func (r *run) awaitDownload(ctx context.Context, a plan.Action) {
-	if a.Op != plan.Extract || a.Source == "" || a.ArtifactFile != "" {
+	if !awaitsDownload(a) {
 		return
 	}
 	if d := r.downloadOf(a); d != nil {
