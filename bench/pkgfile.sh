@@ -31,8 +31,9 @@ mkdir -p "$cache"
 . "$repo/bench/lib.sh"
 bench_need dpkg-deb rpmbuild rpm2cpio cpio hyperfine jq /usr/bin/time
 
-# The Go side, built the way reconcile is.
-(cd "$repo" && CGO_ENABLED=0 go build -trimpath -o "$cache/extract" ./bench/pkgfile/extract)
+# The Go side, built the way reconcile is: static, with reconcile's
+# profile for profile-guided optimisation (bench/pgo.sh).
+(cd "$repo" && CGO_ENABLED=0 go build -trimpath -pgo=cmd/reconcile/default.pgo -o "$cache/extract" ./bench/pkgfile/extract)
 
 payload=$cache/kubelet
 bench_payload "$size_mib" "$payload"
