@@ -83,12 +83,7 @@ install -m 0755 $payload %{buildroot}/$4
 %files
 /$4
 SPEC
-	rpmbuild -bb --quiet --target x86_64 \
-		--define "_topdir $top" --define "_binary_payload w6.${comp}dio" \
-		--define "_tmppath $top" --define "_dbpath $top/rpmdb" \
-		--define '__strip /bin/true' --define '_build_id_links none' \
-		--define 'debug_package %{nil}' --define '__os_install_post %{nil}' \
-		"$top/p.spec" >/dev/null
+	bench_rpmbuild "$top" "$top/p.spec" "w6.${comp}dio"
 	mv "$top"/RPMS/x86_64/*.rpm "$5.tmp"
 	rm -rf "$top" "$payload"
 }

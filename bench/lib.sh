@@ -28,3 +28,15 @@ bench_need() {
 		}
 	done
 }
+
+# bench_rpmbuild TOPDIR SPEC PAYLOAD builds SPEC's binary rpm under TOPDIR
+# with the payload compression PAYLOAD (w9.gzdio, w6.xzdio, w3.zstdio), as
+# is: no stripping, no build-id links, no debug package.
+bench_rpmbuild() {
+	rpmbuild -bb --quiet --target x86_64 \
+		--define "_topdir $1" --define "_binary_payload $3" \
+		--define "_tmppath $1" --define "_dbpath $1/rpmdb" \
+		--define '__strip /bin/true' --define '_build_id_links none' \
+		--define 'debug_package %{nil}' --define '__os_install_post %{nil}' \
+		"$2" >/dev/null
+}

@@ -72,12 +72,7 @@ install -m 0755 $payload %{buildroot}/usr/bin/kubelet
 %files
 /usr/bin/kubelet
 SPEC
-	rpmbuild -bb --quiet --target x86_64 \
-		--define "_topdir $top" --define "_binary_payload $2" \
-		--define "_tmppath $top" --define "_dbpath $top/rpmdb" \
-		--define '__strip /bin/true' --define '_build_id_links none' \
-		--define 'debug_package %{nil}' --define '__os_install_post %{nil}' \
-		"$top/k.spec" >/dev/null
+	bench_rpmbuild "$top" "$top/k.spec" "$2"
 	mv "$top"/RPMS/x86_64/*.rpm "$out"
 	rm -rf "$top"
 }
