@@ -18,6 +18,7 @@ import (
 	"github.com/nodeimage/reconcile/internal/plan"
 	"github.com/nodeimage/reconcile/internal/platform"
 	"github.com/nodeimage/reconcile/internal/rootfs"
+	"github.com/nodeimage/reconcile/internal/rootfs/rootfstest"
 	"github.com/nodeimage/reconcile/internal/state"
 )
 
@@ -93,12 +94,7 @@ func openRoot(t *testing.T) (string, *os.Root) {
 	if err := os.Mkdir(filepath.Join(dir, "root"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	root, err := os.OpenRoot(filepath.Join(dir, "root"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { root.Close() })
-	return dir, root
+	return dir, rootfstest.Open(t, filepath.Join(dir, "root"))
 }
 
 func options(root *os.Root, parallel int) apply.Options {

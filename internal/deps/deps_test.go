@@ -11,17 +11,8 @@ import (
 
 	"github.com/nodeimage/reconcile/internal/pkgbuild"
 	"github.com/nodeimage/reconcile/internal/platform"
+	"github.com/nodeimage/reconcile/internal/rootfs/rootfstest"
 )
-
-func openRoot(t *testing.T, dir string) *os.Root {
-	t.Helper()
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { root.Close() })
-	return root
-}
 
 func missing(r Result) []string {
 	var out []string
@@ -52,7 +43,7 @@ Description: a long
  description, continued: Status: install ok installed
 `), 0o644)
 	deps := []string{"iptables (>= 1.8)", "libc6:amd64 (>= 2.34)", "conntrack", "nftables", "ebtables | xtables", "socat | ethtool"}
-	r, err := Check(context.Background(), openRoot(t, dir), platform.Deb, deps)
+	r, err := Check(context.Background(), rootfstest.Open(t, dir), platform.Deb, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +53,7 @@ Description: a long
 }
 
 func TestNoDatabaseMeansUnknown(t *testing.T) {
-	root := openRoot(t, t.TempDir())
+	root := rootfstest.Open(t, t.TempDir())
 	for _, f := range []platform.Format{platform.Deb, platform.RPM} {
 		r, err := Check(context.Background(), root, f, []string{"conntrack"})
 		if err != nil || r.Checked || len(r.Missing) != 0 || r.Why == "" {

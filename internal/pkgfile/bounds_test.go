@@ -15,6 +15,7 @@ import (
 	"github.com/nodeimage/reconcile/internal/pkgfile/pkgtest"
 	"github.com/nodeimage/reconcile/internal/platform"
 	"github.com/nodeimage/reconcile/internal/rootfs"
+	"github.com/nodeimage/reconcile/internal/rootfs/rootfstest"
 )
 
 // cacheRoot is a root holding the real gzip deb fixture at
@@ -31,12 +32,7 @@ func cacheRoot(t *testing.T) (*os.Root, string, fixture) {
 	if err := os.WriteFile(filepath.Join(dir, "var/cache/k.deb"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { root.Close() })
-	return root, dir, f
+	return rootfstest.Open(t, dir), dir, f
 }
 
 func TestOpenIn(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"github.com/nodeimage/reconcile/internal/pkgbuild"
 	"github.com/nodeimage/reconcile/internal/pkgfile/pkgtest"
 	"github.com/nodeimage/reconcile/internal/rootfs"
+	"github.com/nodeimage/reconcile/internal/rootfs/rootfstest"
 )
 
 const (
@@ -39,12 +40,7 @@ func tarRoot(t *testing.T, archive []byte) (*os.Root, string) {
 	if err := os.WriteFile(filepath.Join(dir, "cache/a.tar"), archive, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { root.Close() })
-	return root, dir
+	return rootfstest.Open(t, dir), dir
 }
 
 // extractFrom opens the archive and extracts member to opt/bin/kubelet.

@@ -10,17 +10,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nodeimage/reconcile/internal/rootfs/rootfstest"
 )
 
 func openRoot(t *testing.T) (*os.Root, string) {
 	t.Helper()
 	dir := t.TempDir()
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { root.Close() })
-	return root, dir
+	return rootfstest.Open(t, dir), dir
 }
 
 func write(s string) func(io.Writer) error {

@@ -22,6 +22,7 @@ import (
 	"github.com/nodeimage/reconcile/internal/pkgbuild"
 	"github.com/nodeimage/reconcile/internal/pkgfile"
 	"github.com/nodeimage/reconcile/internal/pkgfile/pkgtest"
+	"github.com/nodeimage/reconcile/internal/rootfs/rootfstest"
 )
 
 const cacheDir = "opt/kubelet/downloads"
@@ -62,12 +63,7 @@ func nodeTarball(t *testing.T) []byte {
 func testRoot(t *testing.T) (*os.Root, string) {
 	t.Helper()
 	dir := t.TempDir()
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { root.Close() })
-	return root, dir
+	return rootfstest.Open(t, dir), dir
 }
 
 // fastOptions keep retries and stalls to milliseconds.
